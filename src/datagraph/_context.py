@@ -1,0 +1,61 @@
+"""What the pieces of one run share in one process."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import TYPE_CHECKING
+
+from ._plan import ProcessorState, decode_state
+from ._streams import done_stream_owner, state_field
+from .exceptions import UpstreamError
+
+if TYPE_CHECKING:
+    from ._plan import Plan
+    from .serializers import Serializer
+    from .settings import Settings
+    from .stores import Store
+
+__all__ = ("RunContext",)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RunContext:
+    """A run's store, serializer, settings and plan, as one process sees them."""
+
+    run_id: str
+    plan: Plan
+    store: Store
+    serializer: Serializer
+    settings: Settings
+
+    async def processor_state(self, name: str) -> ProcessorState | None:
+        """Return the recorded state of a processor of this run."""
+        field = state_field(name)
+        fields = await self.store.get_fields(self.run_id, [field])
+        return decode_state(fields[field]) if field in fields else None
+
+    async def check_producer(self, stream: str) -> None:
+        """Raise ``UpstreamError`` if the producer of ``stream`` was lost.
+
+        Called by a reader that has waited a while for a value: a producer whose
+        worker died cannot end its streams, so its heartbeat going stale is the
+        only sign readers get.
+        """
+        producer = self.plan.producer_of(stream) or done_stream_owner(stream)
+        if producer is None:
+            return
+        state = await self.processor_state(producer)
+        if state is None or state.status not in ("running", "retrying"):
+            return
+        silent = time.time() - state.heartbeat
+        if silent > self.settings.lease:
+            raise UpstreamError(
+                processor=producer,
+                error_type="ProducerLost",
+                message=(
+                    f"no heartbeat for {silent:.0f}s (lease {self.settings.lease:g}s); "
+                    "the process running it was probably lost"
+                ),
+                stream=stream,
+            )

@@ -1,0 +1,149 @@
+"""The write side of a processor: buffering values and appending them in batches."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from .exceptions import OutputError, SerializationError
+from .io import IOVal
+
+if TYPE_CHECKING:
+    from ._context import RunContext
+    from .processor import Processor
+
+__all__ = ("Outputs",)
+
+
+class Outputs:
+    """Buffers a processor's values per output stream and appends them in batches.
+
+    A batch goes to the store when it is full, when the oldest buffered value has
+    waited ``flush_interval``, or as soon as the producer lets the event loop run
+    (``run_flusher``): batching never holds a value back from an idle producer.
+    Positions start at 0 on every attempt, so a re-run rewrites the same positions
+    and the store drops what it already holds.
+    """
+
+    def __init__(self, ctx: RunContext, processor: Processor) -> None:
+        self._ctx = ctx
+        self._processor = processor
+        self._names = processor.outputs
+        self._single = processor.outputs[0] if len(processor.outputs) == 1 else None
+        self._buffers: dict[str, list[Any]] = {name: [] for name in processor.outputs}
+        self._positions = dict.fromkeys(processor.outputs, 0)
+        self._pending = 0
+        self._oldest = 0.0
+        self._batch_size = ctx.settings.batch_size
+        self._interval = ctx.settings.flush_interval
+        self._lock = anyio.Lock()
+        self._wake = anyio.Event()
+        self._error: Exception | None = None  # a failed background flush
+
+    @property
+    def written(self) -> dict[str, int]:
+        """How many values each output has received so far (this attempt)."""
+        return dict(self._positions)
+
+    def put(self, item: Any) -> bool:
+        """Buffer a yielded item (an ``IOVal`` or, for one output, a bare value).
+
+        Returns:
+            True when the caller should ``await flush()`` now.
+
+        Raises:
+            OutputError: the item names no declared output, or is a bare value while
+                the processor has several outputs (or none).
+        """
+        if isinstance(item, IOVal):
+            name, value = item.name, item.value
+            buffer = self._buffers.get(name)
+            if buffer is None:
+                raise self._unknown_output(name)
+        elif self._single is not None:
+            name, value, buffer = self._single, item, self._buffers[self._single]
+        else:
+            raise self._bare_value(item)
+        buffer.append(value)
+        self._pending += 1
+        if self._pending == 1:
+            self._oldest = time.monotonic()
+            self._wake.set()
+            return False
+        return (
+            self._pending >= self._batch_size
+            or time.monotonic() - self._oldest >= self._interval
+            or self._error is not None
+        )
+
+    def _unknown_output(self, name: str) -> OutputError:
+        declared = ", ".join(repr(n) for n in self._names) or "none"
+        return OutputError(
+            f"processor {self._processor.name!r} yielded IOVal(name={name!r}, ...), "
+            f"but {name!r} is not one of its declared outputs ({declared})"
+        )
+
+    def _bare_value(self, item: Any) -> OutputError:
+        text = repr(item)[:100]
+        if not self._names:
+            return OutputError(
+                f"processor {self._processor.name!r} has no outputs, but produced {text}"
+            )
+        return OutputError(
+            f"processor {self._processor.name!r} produced the bare value {text}, but it "
+            f"has {len(self._names)} outputs ({', '.join(self._names)}); produce "
+            "IOVal(name=..., value=...) to say which one it is for"
+        )
+
+    async def flush(self) -> None:
+        """Append everything buffered, in order.
+
+        Raises:
+            SerializationError: a value cannot be encoded; the values before it are
+                written first, so nothing valid is lost.
+        """
+        if self._error is not None:
+            raise self._error
+        async with self._lock:
+            for name, buffer in self._buffers.items():
+                if buffer:
+                    self._buffers[name] = []
+                    self._pending -= len(buffer)
+                    await self._append(name, buffer)
+
+    async def run_flusher(self) -> None:
+        """Flush whenever values wait and the producer has yielded the event loop."""
+        while True:
+            await self._wake.wait()
+            self._wake = anyio.Event()
+            try:
+                await self.flush()
+            except Exception as exc:
+                self._error = exc  # raised to the producer by its next put/flush
+                return
+
+    async def _append(self, name: str, values: list[Any]) -> None:
+        ctx = self._ctx
+        try:
+            data = ctx.serializer.encode(values)
+        except SerializationError as exc:
+            if exc.index:  # keep the good values in front of the bad one
+                await self._append(name, values[: exc.index])
+            msg = (
+                f"processor {self._processor.name!r} wrote a value to stream "
+                f"{name!r} that {ctx.serializer!r} cannot encode: {exc}"
+            )
+            raise SerializationError(msg, index=exc.index, value=exc.value) from exc
+        start = self._positions[name]
+        length = await ctx.store.append(ctx.run_id, name, start, len(values), data)
+        if start < length < start + len(values):
+            # An earlier attempt wrote part of this batch: append just the rest.
+            await self._append_at(name, length, values[length - start :])
+        self._positions[name] = start + len(values)
+
+    async def _append_at(self, name: str, start: int, values: list[Any]) -> None:
+        ctx = self._ctx
+        data = ctx.serializer.encode(values)
+        await ctx.store.append(ctx.run_id, name, start, len(values), data)

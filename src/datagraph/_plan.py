@@ -1,0 +1,91 @@
+"""What a run records in the store: its plan, and the state of each processor."""
+
+from __future__ import annotations
+
+import functools
+from typing import Literal
+
+import msgspec
+
+from ._errors import Failure
+from .processor import Processor
+
+__all__ = ("Plan", "ProcessorState", "Status", "decode_plan", "decode_state")
+
+#: The life of a processor within a run.
+Status = Literal["pending", "running", "retrying", "done", "failed", "cancelled"]
+FINISHED: frozenset[str] = frozenset({"done", "failed", "cancelled"})
+
+
+class Plan(msgspec.Struct, frozen=True, kw_only=True, dict=True):
+    """A resolved flow as stored with each run: enough for any process to run it."""
+
+    processors: tuple[Processor, ...]
+    #: Streams no processor writes: the values a run must be started with.
+    inputs: tuple[str, ...]
+    #: Streams no processor reads: what a run hands back by default.
+    outputs: tuple[str, ...]
+
+    @functools.cached_property
+    def by_name(self) -> dict[str, Processor]:
+        """Processors by name."""
+        return {p.name: p for p in self.processors}
+
+    @functools.cached_property
+    def producers(self) -> dict[str, str]:
+        """The processor writing each stream."""
+        return {s: p.name for p in self.processors for s in p.outputs}
+
+    @functools.cached_property
+    def streams(self) -> tuple[str, ...]:
+        """Every stream of the flow: inputs first, then in processor order."""
+        seen = dict.fromkeys(self.inputs)
+        for p in self.processors:
+            seen.update(dict.fromkeys(p.inputs))
+            seen.update(dict.fromkeys(p.outputs))
+        return tuple(seen)
+
+    def producer_of(self, stream: str) -> str | None:
+        """Return the processor writing ``stream`` (None for a flow input)."""
+        return self.producers.get(stream)
+
+    def consumers_of(self, stream: str) -> tuple[Processor, ...]:
+        """Return the processors reading ``stream``."""
+        return tuple(p for p in self.processors if stream in p.inputs)
+
+
+class ProcessorState(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Where one processor of a run stands."""
+
+    status: Status = "pending"
+    attempt: int = 0
+    started: float | None = None
+    ended: float | None = None
+    #: Wall-clock time of the last sign of life while running.
+    heartbeat: float = 0.0
+    error: Failure | None = None
+
+    @property
+    def finished(self) -> bool:
+        """Whether the processor has stopped for good (done, failed or cancelled)."""
+        return self.status in FINISHED
+
+
+_encoder = msgspec.msgpack.Encoder()
+_plan_decoder = msgspec.msgpack.Decoder(Plan)
+_state_decoder = msgspec.msgpack.Decoder(ProcessorState)
+
+
+def encode(value: Plan | ProcessorState) -> bytes:
+    """Encode a plan or a processor state for the store."""
+    return _encoder.encode(value)
+
+
+def decode_plan(data: bytes) -> Plan:
+    """Decode a stored plan."""
+    return _plan_decoder.decode(data)
+
+
+def decode_state(data: bytes) -> ProcessorState:
+    """Decode a stored processor state."""
+    return _state_decoder.decode(data)

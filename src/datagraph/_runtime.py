@@ -1,0 +1,257 @@
+"""Running one processor of one run, in whatever process the executor chose."""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import time
+from contextlib import AsyncExitStack, ExitStack, aclosing
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.from_thread
+import anyio.to_thread
+import msgspec
+
+from . import _plan
+from ._errors import Failure, encode_failure, failure_from_exception
+from ._outputs import Outputs
+from ._plan import ProcessorState
+from ._streams import CANCELLED_FIELD, dispatch_claim, done_stream, state_field
+from .exceptions import RegistrationError, UpstreamError
+from .io import IO, IOVal
+from .processor import Implementation, implementation_of
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+
+    from fast_depends.core import CallModel
+
+    from ._context import RunContext
+    from .executors import Executor
+    from .processor import Processor
+
+__all__ = ("ProcessorRun", "dispatch_ready")
+
+
+async def dispatch_ready(
+    ctx: RunContext, executor: Executor, ended_streams: Iterable[str]
+) -> None:
+    """Dispatch each waiting processor whose inputs have all ended.
+
+    Called by whoever ended the streams. Several processes may see the same
+    processor ready; the claim in the store lets exactly one of them dispatch it.
+    """
+    candidates = {
+        proc.name: proc
+        for stream in ended_streams
+        for proc in ctx.plan.consumers_of(stream)
+        if proc.wait
+    }
+    for proc in candidates.values():
+        states = [await ctx.store.state(ctx.run_id, s) for s in proc.inputs]
+        if all(s.ended for s in states) and await ctx.store.claim(
+            ctx.run_id, dispatch_claim(proc.name)
+        ):
+            await executor.dispatch(ctx.run_id, proc.name)
+
+
+class ProcessorRun:
+    """One processor of one run: its attempts, heartbeat, outputs and final state."""
+
+    def __init__(
+        self,
+        ctx: RunContext,
+        processor: Processor,
+        executor: Executor,
+        call_model: Callable[[Implementation], CallModel],
+    ) -> None:
+        self.ctx = ctx
+        self.processor = processor
+        self.executor = executor
+        self._call_model = call_model
+        self._state = ProcessorState()
+
+    async def run(self) -> None:
+        """Run the processor to the end, recording what happens in the store."""
+        if await self._cancelled():  # cancelled before it got to start
+            await self._finish(None, cancelled=True)
+            return
+        try:
+            failure = await self._attempts()
+        except anyio.get_cancelled_exc_class():
+            # Stopped from outside (run.cancel(), or the event loop is closing):
+            # still leave readers an end instead of a stream that never finishes.
+            with anyio.move_on_after(2, shield=True):
+                await self._finish(self._cancelled_failure(), cancelled=True)
+            raise
+        cancelled = failure is not None and await self._cancelled()
+        await self._finish(failure, cancelled=cancelled)
+
+    async def _attempts(self) -> Failure | None:
+        proc = self.processor
+        try:
+            impl = implementation_of(proc)
+            if proc.wait:
+                await self._check_inputs()
+        except Exception as exc:
+            return failure_from_exception(proc.name, exc)
+        for attempt in itertools.count(1):
+            started = time.time()
+            await self._record(
+                status="running", attempt=attempt, started=started, heartbeat=started
+            )
+            error = await self._attempt(impl)
+            if error is None:
+                return None
+            final = (
+                isinstance(error, UpstreamError)
+                or attempt > proc.retries
+                or await self._cancelled()
+            )
+            if final:
+                return failure_from_exception(proc.name, error)
+            await self._record(
+                status="retrying", error=failure_from_exception(proc.name, error)
+            )
+            await anyio.sleep(proc.retry_delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _check_inputs(self) -> None:
+        """A waiting processor whose input failed fails the same way, unstarted."""
+        ctx = self.ctx
+        for stream in self.processor.inputs:
+            state = await ctx.store.state(ctx.run_id, stream)
+            if state.error is not None:
+                await IO(ctx, stream).collect()  # raises the upstream failure
+
+    async def _attempt(self, impl: Implementation) -> Exception | None:
+        outputs = Outputs(self.ctx, self.processor)
+        error: Exception | None = None
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._heartbeat, tg.cancel_scope)
+            tg.start_soon(outputs.run_flusher)
+            try:
+                await self._call(impl, outputs)
+                await outputs.flush()
+            except Exception as exc:
+                error = exc
+                # Keep what was produced before the failure (best effort).
+                with anyio.CancelScope(shield=True):
+                    try:
+                        await outputs.flush()
+                    except Exception:  # noqa: S110 - the first error is reported
+                        pass
+            tg.cancel_scope.cancel()
+        return error
+
+    async def _call(self, impl: Implementation, outputs: Outputs) -> None:
+        """Call the implementation with its inputs and dependencies; buffer results.
+
+        Dependencies are resolved in an exit stack that closes when the call ends,
+        however it ends, so generator dependencies always get their cleanup.
+        """
+        ctx, model = self.ctx, self._call_model(impl)
+        ios: dict[str, Any] = {
+            name: IO(ctx, name, type_) for name, type_ in impl.input_types.items()
+        }
+        if impl.kind in ("async_gen", "async"):
+            async with AsyncExitStack() as stack:
+                result = await model.asolve(
+                    stack=stack, cache_dependencies={}, nested=False, **ios
+                )
+                if impl.kind == "async":
+                    await self._put_result(outputs, result)
+                    return
+                async with aclosing(result) as agen:
+                    async for item in agen:
+                        if outputs.put(item):
+                            await outputs.flush()
+            return
+        if model.is_async:
+            msg = (
+                f"processor {self.processor.name!r} is a sync function, which runs in "
+                "a worker thread, so its dependencies must be sync too"
+            )
+            raise RegistrationError(msg)
+        blocking = {name: io.blocking() for name, io in ios.items()}
+
+        async def put_one(item: Any) -> None:
+            if outputs.put(item):
+                await outputs.flush()
+
+        def call_in_thread() -> Any:
+            with ExitStack() as stack:
+                result = model.solve(
+                    stack=stack, cache_dependencies={}, nested=False, **blocking
+                )
+                if impl.kind == "sync":
+                    return result
+                try:
+                    for item in result:
+                        anyio.from_thread.run(put_one, item)
+                finally:
+                    result.close()
+            return None
+
+        await self._put_result(outputs, await anyio.to_thread.run_sync(call_in_thread))
+
+    @staticmethod
+    async def _put_result(outputs: Outputs, result: Any) -> None:
+        """Buffer what a function returned: None, a value, an IOVal or a list of them."""
+        if result is None:
+            return
+        many = isinstance(result, list | tuple) and all(
+            isinstance(item, IOVal) for item in result
+        )
+        for item in result if many else [result]:
+            outputs.put(item)
+        await outputs.flush()
+
+    async def _heartbeat(self, scope: anyio.CancelScope) -> None:
+        """Show that the processor lives, and stop it when its run is cancelled."""
+        settings = self.ctx.settings
+        beat_every = settings.lease / 3
+        last_beat = time.monotonic()
+        while True:
+            await anyio.sleep(settings.read_timeout)
+            if await self._cancelled():
+                scope.cancel()
+                return
+            if time.monotonic() - last_beat >= beat_every:
+                last_beat = time.monotonic()
+                await self._record(heartbeat=time.time())
+
+    async def _cancelled(self) -> bool:
+        fields = await self.ctx.store.get_fields(self.ctx.run_id, [CANCELLED_FIELD])
+        return CANCELLED_FIELD in fields
+
+    def _cancelled_failure(self) -> Failure:
+        return Failure(
+            processor=self.processor.name,
+            error_type="Cancelled",
+            message=f"processor {self.processor.name!r} was cancelled",
+        )
+
+    async def _record(self, **changes: Any) -> None:
+        self._state = msgspec.structs.replace(self._state, **changes)
+        await self.ctx.store.set_fields(
+            self.ctx.run_id,
+            {state_field(self.processor.name): _plan.encode(self._state)},
+        )
+
+    async def _finish(self, failure: Failure | None, *, cancelled: bool) -> None:
+        """End the outputs and the done stream, record the state, wake waiters."""
+        ctx, name = self.ctx, self.processor.name
+        if cancelled and failure is None:
+            failure = self._cancelled_failure()
+        error = encode_failure(failure) if failure is not None else None
+        for stream in self.processor.outputs:
+            await ctx.store.end(ctx.run_id, stream, error)
+        status: _plan.Status = (
+            "done" if failure is None else "cancelled" if cancelled else "failed"
+        )
+        await self._record(status=status, ended=time.time(), error=failure)
+        await ctx.store.end(ctx.run_id, done_stream(name), error)
+        if not cancelled:
+            await dispatch_ready(ctx, self.executor, self.processor.outputs)

@@ -1,0 +1,187 @@
+"""Datagraph's exception hierarchy.
+
+```
+DatagraphError
+├── FlowError                   the flow is not valid (also ValueError)
+│   ├── CycleError              .cycle: the processors of the loop, in order
+│   ├── DuplicateProducerError  .stream, .producers
+│   ├── DuplicateProcessorError .name
+│   └── UnresolvedFlowError     the flow was started before resolve()
+├── RegistrationError           an implementation does not fit its declaration
+│                               (also TypeError)
+├── MissingInputError           start_flow() lacks a flow input (also ValueError)
+├── OutputError                 a processor yielded to an undeclared output
+├── SerializationError          a value cannot be encoded (also TypeError)
+├── SignatureError              a stored entry failed its signature check
+├── UpstreamError               a stream ended because its producer failed
+├── EmptyStreamError            first() on a stream that ended empty (also LookupError)
+├── RunFailedError              wait() on a run where processors failed
+│   └── RunCancelledError       wait() on a run that was cancelled
+├── RunNotFoundError            no run with this id in the store (also KeyError)
+├── StoreError
+│   ├── StoreConnectionError    the store cannot be reached
+│   └── StreamClosedError       write to a stream that has already ended
+└── ExecutorError
+    └── ProcessorNotFoundError  no implementation registered for a processor
+```
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+
+class DatagraphError(Exception):
+    """Base class of every error raised by Datagraph."""
+
+
+class FlowError(DatagraphError, ValueError):
+    """The processors of a flow do not form a valid graph."""
+
+
+class CycleError(FlowError):
+    """The processors of a flow feed each other in a loop."""
+
+    def __init__(self, cycle: Sequence[tuple[str, str]]) -> None:
+        #: ``(processor, stream)`` pairs: each processor writes the stream that the
+        #: next one reads; the last one feeds the first.
+        self.cycle = tuple(cycle)
+        path = " -> ".join(f"{proc} --[{stream}]" for proc, stream in self.cycle)
+        super().__init__(f"the flow has a cycle: {path} -> {self.cycle[0][0]}")
+
+
+class DuplicateProducerError(FlowError):
+    """Two processors of a flow write the same stream."""
+
+    def __init__(self, stream: str, producers: Sequence[str]) -> None:
+        self.stream = stream
+        self.producers = tuple(producers)
+        names = ", ".join(repr(p) for p in self.producers)
+        super().__init__(
+            f"stream {stream!r} is written by more than one processor: {names}; "
+            "every stream has exactly one producer"
+        )
+
+
+class DuplicateProcessorError(FlowError):
+    """Two different processors of a flow share a name."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(
+            f"two different processors are named {name!r}; names identify "
+            "processors across services, so they must be unique in a flow"
+        )
+
+
+class UnresolvedFlowError(FlowError):
+    """A flow was started before ``Flow.resolve()`` validated it."""
+
+
+class RegistrationError(DatagraphError, TypeError):
+    """An implementation's signature does not fit its processor's declaration."""
+
+
+class MissingInputError(DatagraphError, ValueError):
+    """``start_flow()`` was not given a value stream for every flow input."""
+
+
+class OutputError(DatagraphError):
+    """A processor yielded a value that names no declared output."""
+
+
+class SerializationError(DatagraphError, TypeError):
+    """A value cannot be encoded by the configured serializer."""
+
+    def __init__(self, message: str, *, index: int = 0, value: object = None) -> None:
+        super().__init__(message)
+        #: Position of the offending value in the batch being encoded.
+        self.index = index
+        #: The value that could not be encoded.
+        self.value = value
+
+
+class SignatureError(DatagraphError):
+    """A stored entry failed its signature check: it was altered or forged."""
+
+
+class UpstreamError(DatagraphError):
+    """A stream ended with a failure because the processor producing it failed.
+
+    Raised to every reader of the stream, in any process.
+    """
+
+    def __init__(
+        self,
+        *,
+        processor: str,
+        error_type: str,
+        message: str,
+        traceback: str = "",
+        stream: str | None = None,
+    ) -> None:
+        self.processor = processor
+        self.error_type = error_type
+        self.message = message
+        #: The formatted traceback of the original exception, from the process
+        #: where it was raised.
+        self.traceback = traceback
+        self.stream = stream
+        where = f" (reading stream {stream!r})" if stream else ""
+        super().__init__(
+            f"processor {processor!r} failed{where}: {error_type}: {message}"
+        )
+
+
+class RunFailedError(DatagraphError):
+    """A run finished with failed processors."""
+
+    def __init__(self, run_id: str, errors: dict[str, UpstreamError]) -> None:
+        self.run_id = run_id
+        #: The failure of each failed processor, by processor name.
+        self.errors = dict(errors)
+        lines = "\n".join(
+            f"  - {name}: {err.error_type}: {err.message}"
+            for name, err in sorted(self.errors.items())
+        )
+        super().__init__(
+            f"run {run_id} failed; {len(self.errors)} processor(s) failed:\n{lines}"
+        )
+
+
+class RunNotFoundError(DatagraphError, KeyError):
+    """No run with this id exists in the store (never started, or expired)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class StoreError(DatagraphError):
+    """The store failed to carry out an operation."""
+
+
+class StoreConnectionError(StoreError):
+    """The store cannot be reached."""
+
+
+class StreamClosedError(StoreError):
+    """A value was written to a stream that has already ended."""
+
+
+class ExecutorError(DatagraphError):
+    """The executor could not dispatch a processor."""
+
+
+class ProcessorNotFoundError(ExecutorError, LookupError):
+    """No implementation of a processor is registered in this process."""
+
+
+class EmptyStreamError(DatagraphError, LookupError):
+    """``IO.first()`` found the stream ended without a single value."""
+
+
+class RunCancelledError(RunFailedError):
+    """``wait()`` on a run that was cancelled."""

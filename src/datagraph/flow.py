@@ -1,0 +1,166 @@
+"""Flows: processors wired together by the names of the streams they share."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Self
+
+from ._plan import Plan
+from .exceptions import (
+    CycleError,
+    DuplicateProcessorError,
+    DuplicateProducerError,
+    FlowError,
+    RegistrationError,
+    UnresolvedFlowError,
+)
+from .processor import Processor, _registry
+
+__all__ = ("Flow",)
+
+
+class Flow:
+    """A set of processors; a stream written by one and read by another joins them.
+
+    Streams that no processor writes are the flow's **inputs**, given when a run
+    starts; streams that no processor reads are its **outputs**. Call
+    ``resolve()`` once to validate the graph before starting runs.
+    """
+
+    __slots__ = ("_plan", "processors")
+
+    def __init__(self, processors: Iterable[Processor]) -> None:
+        unique: dict[str, Processor] = {}
+        for proc in processors:
+            if not isinstance(proc, Processor):
+                msg = f"a flow is made of Processor declarations, got {proc!r}"
+                raise TypeError(msg)
+            known = unique.setdefault(proc.name, proc)
+            if known != proc:
+                raise DuplicateProcessorError(proc.name)
+        if not unique:
+            msg = "a flow needs at least one processor"
+            raise FlowError(msg)
+        #: The processors, in the order given.
+        self.processors: tuple[Processor, ...] = tuple(unique.values())
+        self._plan: Plan | None = None
+
+    @classmethod
+    def from_processors(cls, *processors: Processor) -> Self:
+        """Build a flow of the given processors."""
+        return cls(processors)
+
+    @classmethod
+    def from_tasks(cls, *processors: Processor) -> Self:
+        """Build a flow of the given processors (alias of ``from_processors``)."""
+        return cls(processors)
+
+    def __repr__(self) -> str:
+        names = ", ".join(p.name for p in self.processors)
+        state = "resolved" if self._plan else "unresolved"
+        return f"<Flow {state} [{names}]>"
+
+    def resolve(self) -> Self:
+        """Check that the flow can run, and fix its inputs and outputs.
+
+        Returns:
+            The flow itself, so ``Flow.from_processors(...).resolve()`` reads well.
+
+        Raises:
+            DuplicateProducerError: two processors write one stream.
+            CycleError: processors feed each other in a loop.
+            RegistrationError: the implementation registered in this process for a
+                processor was registered for a different declaration of it.
+        """
+        producers: dict[str, str] = {}
+        for proc in self.processors:
+            for stream in proc.outputs:
+                if stream in producers:
+                    raise DuplicateProducerError(stream, [producers[stream], proc.name])
+                producers[stream] = proc.name
+        for proc in self.processors:
+            impl = _registry.get(proc.name)
+            if impl is not None and impl.processor != proc:
+                msg = (
+                    f"processor {proc.name!r} in this flow is declared as {proc!r}, "
+                    f"but its implementation was registered for {impl.processor!r}"
+                )
+                raise RegistrationError(msg)
+        order = _topological_order(self.processors, producers)
+        read = {s for p in self.processors for s in p.inputs}
+        inputs = dict.fromkeys(s for p in order for s in p.inputs if s not in producers)
+        outputs = dict.fromkeys(s for p in order for s in p.outputs if s not in read)
+        self._plan = Plan(
+            processors=tuple(order), inputs=tuple(inputs), outputs=tuple(outputs)
+        )
+        return self
+
+    @property
+    def resolved(self) -> bool:
+        """Whether ``resolve()`` has validated the flow."""
+        return self._plan is not None
+
+    @property
+    def plan(self) -> Plan:
+        """The validated plan runs are started from.
+
+        Raises:
+            UnresolvedFlowError: ``resolve()`` was not called.
+        """
+        if self._plan is None:
+            names = ", ".join(repr(p.name) for p in self.processors)
+            msg = (
+                f"the flow of {names} is not resolved; call flow.resolve() before "
+                "starting it (it validates the graph once)"
+            )
+            raise UnresolvedFlowError(msg)
+        return self._plan
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """The streams a run must be started with."""
+        return self.plan.inputs
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        """The streams no processor of the flow reads."""
+        return self.plan.outputs
+
+
+def _topological_order(
+    processors: tuple[Processor, ...], producers: dict[str, str]
+) -> list[Processor]:
+    """Order processors so that each comes after those it reads from.
+
+    Raises:
+        CycleError: naming each processor of the loop and the stream it writes.
+    """
+    by_name = {p.name: p for p in processors}
+    order: list[Processor] = []
+    done: set[str] = set()
+    # Readers being expanded, each with the input it is following upstream.
+    path: list[tuple[str, str]] = []
+    on_path: set[str] = set()
+
+    def visit(proc: Processor) -> None:
+        on_path.add(proc.name)
+        for stream in proc.inputs:
+            upstream = producers.get(stream)
+            if upstream is None or upstream in done:
+                continue
+            path.append((proc.name, stream))
+            if upstream in on_path:
+                start = next(i for i, (r, _) in enumerate(path) if r == upstream)
+                # Walk the loop in the direction data flows: who writes what.
+                raise CycleError([(producers[s], s) for _, s in reversed(path[start:])])
+            visit(by_name[upstream])
+            path.pop()
+        on_path.discard(proc.name)
+        done.add(proc.name)
+        order.append(proc)
+
+    for proc in processors:
+        if proc.name not in done:
+            path.clear()
+            visit(proc)
+    return order

@@ -1,0 +1,281 @@
+"""Values in flight (``IOVal``) and read handles on streams (``IO``)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator, Iterator
+from contextlib import aclosing
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, overload
+
+import anyio
+import anyio.from_thread
+import msgspec
+
+from . import _background
+from ._errors import decode_failure
+from .exceptions import EmptyStreamError, SerializationError, SignatureError
+
+if TYPE_CHECKING:
+    from ._context import RunContext
+    from .stores import Chunk
+
+__all__ = ("IO", "BlockingIO", "IOVal")
+
+T = TypeVar("T")
+D = TypeVar("D")
+_MISSING: Any = object()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class IOVal(Generic[T]):
+    """A value bound for (or read from) the stream ``name``."""
+
+    name: str
+    value: T
+
+
+class IO(Generic[T]):
+    """A read handle on one stream of a run.
+
+    Every method reads the stream from its first value, so each reader (and each
+    call) sees every value in order, however many there are.
+    """
+
+    __slots__ = ("_ctx", "_type", "name")
+
+    def __init__(self, ctx: RunContext, name: str, type_: Any = Any) -> None:
+        self._ctx = ctx
+        self._type = type_
+        #: The stream's name.
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"<IO {self.name!r} of run {self._ctx.run_id}>"
+
+    @property
+    def run_id(self) -> str:
+        """The id of the run the stream belongs to."""
+        return self._ctx.run_id
+
+    def _decode(self, chunk: Chunk) -> list[T]:
+        try:
+            return self._ctx.serializer.decode(chunk.data, self._type)
+        except SignatureError as exc:
+            msg = f"stream {self.name!r} of run {self._ctx.run_id}: {exc}"
+            raise SignatureError(msg) from exc
+        except msgspec.ValidationError as exc:
+            msg = (
+                f"a value in stream {self.name!r} (positions {chunk.start}.."
+                f"{chunk.end - 1}) does not fit the reader's type {self._type!r}: {exc}"
+            )
+            raise SerializationError(msg) from exc
+
+    async def chunks(self) -> AsyncIterator[list[T]]:
+        """Yield the stream's values a batch at a time, as they were written.
+
+        The fastest way to read: one iteration per stored batch, not per value.
+
+        Raises:
+            UpstreamError: the producer failed (after the values it wrote).
+        """
+        ctx, position = self._ctx, 0
+        while True:
+            batch = await ctx.store.read(
+                ctx.run_id, self.name, position, timeout=ctx.settings.read_timeout
+            )
+            for chunk in batch.chunks:
+                if chunk.end <= position:
+                    continue
+                values = self._decode(chunk)
+                if chunk.start < position:  # resumed in the middle of a batch
+                    values = values[position - chunk.start :]
+                position = chunk.end
+                yield values
+            end = batch.end
+            if end is not None and position >= end.length:
+                if end.error is not None:
+                    raise decode_failure(end.error).to_exception(self.name)
+                return
+            if not batch.chunks:
+                await ctx.check_producer(self.name)
+
+    async def stream(self) -> AsyncIterator[T]:
+        """Yield every value of the stream as soon as it is written.
+
+        Raises:
+            UpstreamError: the producer failed (after the values it wrote).
+        """
+        async with aclosing(self.chunks()) as chunks:
+            async for values in chunks:
+                for value in values:
+                    yield value
+
+    def __aiter__(self) -> AsyncIterator[T]:
+        return self.stream()
+
+    @overload
+    async def first(self) -> T: ...
+    @overload
+    async def first(self, default: D) -> T | D: ...
+    async def first(self, default: Any = _MISSING) -> Any:
+        """Return the stream's first value, waiting for it if needed.
+
+        Raises:
+            EmptyStreamError: the stream ended without a value and no ``default``
+                was given.
+        """
+        async with aclosing(self.chunks()) as chunks:
+            async for values in chunks:
+                if values:
+                    return values[0]
+        if default is not _MISSING:
+            return default
+        msg = f"stream {self.name!r} of run {self._ctx.run_id} ended without a value"
+        raise EmptyStreamError(msg)
+
+    async def collect(self) -> list[T]:
+        """Wait for the stream to end and return all its values."""
+        collected: list[T] = []
+        async with aclosing(self.chunks()) as chunks:
+            async for values in chunks:
+                collected.extend(values)
+        return collected
+
+    async def is_complete(self) -> bool:
+        """Tell whether the stream has ended (successfully or not)."""
+        state = await self._ctx.store.state(self._ctx.run_id, self.name)
+        return state.ended
+
+    async def stream_with(
+        self, *others: IO[Any], pad: bool = False, fillvalue: Any = None
+    ) -> AsyncIterator[tuple[Any, ...]]:
+        """Yield tuples of the next value of this stream and of each of ``others``.
+
+        Like ``zip``: stops when the shortest stream ends, or with ``pad=True`` goes
+        on until the longest ends, filling in ``fillvalue``.
+        """
+        iterators = [aiter(io.stream()) for io in (self, *others)]
+        try:
+            while True:
+                row = [await anext(it, _MISSING) for it in iterators]
+                exhausted = sum(value is _MISSING for value in row)
+                if exhausted == len(row) or (exhausted and not pad):
+                    return
+                yield tuple(fillvalue if v is _MISSING else v for v in row)
+        finally:
+            for it in iterators:
+                await cast("Any", it).aclose()
+
+    async def as_available(self, *others: IO[Any]) -> AsyncIterator[IOVal[Any]]:
+        """Merge this stream with ``others``, yielding values as they arrive.
+
+        Each value comes as ``IOVal(name=stream, value=...)``; values of one stream
+        keep their order. Ends when every stream has ended.
+        """
+        ios = (self, *others)
+        send, receive = anyio.create_memory_object_stream[
+            tuple[str, list[Any] | Exception | None]
+        ](len(ios))
+        scopes = [anyio.CancelScope() for _ in ios]
+        for io, scope in zip(ios, scopes, strict=True):
+            _background.spawn(_pump(io, scope, send.clone()))
+        send.close()
+        open_streams = len(ios)
+        try:
+            while open_streams:
+                name, item = await receive.receive()
+                if item is None:
+                    open_streams -= 1
+                elif isinstance(item, Exception):
+                    raise item
+                else:
+                    for value in item:
+                        yield IOVal(name, value)
+        finally:
+            for scope in scopes:
+                scope.cancel()
+            receive.close()
+
+    def blocking(self) -> BlockingIO[T]:
+        """Return a view of this stream for code running in a worker thread."""
+        return BlockingIO(self)
+
+
+def _pump(
+    io: IO[Any],
+    scope: anyio.CancelScope,
+    send: anyio.abc.ObjectSendStream[tuple[str, list[Any] | Exception | None]],
+) -> Any:
+    """Return a background job that forwards ``io``'s batches to a merge."""
+
+    async def pump() -> None:
+        with scope, send:
+            item: Exception | None = None
+            try:
+                async with aclosing(io.chunks()) as chunks:
+                    async for values in chunks:
+                        await send.send((io.name, values))
+            except anyio.BrokenResourceError:
+                return  # the merge was closed early
+            except Exception as exc:
+                item = exc
+            try:
+                await send.send((io.name, item))
+            except anyio.BrokenResourceError:
+                return
+
+    return pump
+
+
+class BlockingIO(Generic[T]):
+    """A stream read handle for sync implementations, which run in worker threads.
+
+    Annotate an input of a sync function or generator as ``BlockingIO[T]`` (or
+    ``IO[T]``); its methods block the worker thread, never the event loop.
+    """
+
+    __slots__ = ("io",)
+
+    def __init__(self, io: IO[T]) -> None:
+        #: The asynchronous handle this view reads through.
+        self.io = io
+
+    @property
+    def name(self) -> str:
+        """The stream's name."""
+        return self.io.name
+
+    def __repr__(self) -> str:
+        return f"<BlockingIO {self.io.name!r} of run {self.io.run_id}>"
+
+    def stream(self) -> Iterator[T]:
+        """Yield every value of the stream as soon as it is written."""
+        chunks = self.io.chunks()
+
+        async def next_chunk() -> list[T] | None:
+            return await anext(chunks, None)
+
+        try:
+            while True:
+                values = anyio.from_thread.run(next_chunk)
+                if values is None:
+                    return
+                yield from values
+        finally:
+            anyio.from_thread.run(chunks.aclose)
+
+    def __iter__(self) -> Iterator[T]:
+        return self.stream()
+
+    def first(self, default: Any = _MISSING) -> T:
+        """Return the stream's first value (see ``IO.first``)."""
+        result: T = anyio.from_thread.run(self.io.first, default)
+        return result
+
+    def collect(self) -> list[T]:
+        """Wait for the stream to end and return all its values."""
+        return anyio.from_thread.run(self.io.collect)
+
+    def is_complete(self) -> bool:
+        """Tell whether the stream has ended."""
+        return anyio.from_thread.run(self.io.is_complete)

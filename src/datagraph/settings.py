@@ -1,0 +1,82 @@
+"""Settings of a process: from arguments, or from ``DATAGRAPH_*`` environment variables."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+__all__ = ("Settings",)
+
+_ENV_PREFIX = "DATAGRAPH_"
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    """How this process stores, batches and watches run data.
+
+    Every field can be set from the environment as ``DATAGRAPH_<FIELD>``, e.g.
+    ``DATAGRAPH_REDIS_URL=rediss://user:secret@host:6380/0`` or
+    ``DATAGRAPH_RETENTION=3600``.
+    """
+
+    #: Redis/Valkey URL (``redis://`` or ``rediss://``); None for the memory store.
+    redis_url: str | None = None
+    #: Prefix of every Redis key Datagraph writes.
+    prefix: str = "dg"
+    #: Seconds a run's data is kept after its last write.
+    retention: float = 7 * 24 * 3600.0
+    #: Most values packed into one stream entry.
+    batch_size: int = 1024
+    #: Longest a written value waits in a buffer before it is flushed (seconds),
+    #: when the producer keeps the event loop busy. An idle producer flushes at once.
+    flush_interval: float = 0.05
+    #: Seconds a blocked reader waits before checking that its producer is alive.
+    read_timeout: float = 1.0
+    #: Seconds without a heartbeat after which a running processor counts as lost.
+    lease: float = 30.0
+    #: Secret that signs pickled entries; setting it selects the pickle serializer.
+    pickle_secret: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("retention", "flush_interval", "read_timeout", "lease"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and value > 0):
+                msg = f"setting {name} must be a positive number, got {value!r}"
+                raise ValueError(msg)
+        if not (isinstance(self.batch_size, int) and self.batch_size > 0):
+            msg = f"setting batch_size must be a positive integer, got {self.batch_size!r}"
+            raise ValueError(msg)
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, **overrides: Any
+    ) -> Settings:
+        """Read ``DATAGRAPH_*`` variables; ``overrides`` (not None) take precedence.
+
+        Raises:
+            ValueError: a variable holds a value of the wrong kind, or an override
+                names no setting.
+        """
+        environ = os.environ if environ is None else environ
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(overrides) - set(fields))
+        if unknown:
+            msg = f"unknown setting(s) {unknown}; known: {sorted(fields)}"
+            raise TypeError(msg)
+        values: dict[str, Any] = {}
+        for name in fields:
+            raw = environ.get(_ENV_PREFIX + name.upper())
+            if raw is None or raw == "":
+                continue
+            default = getattr(cls(), name)
+            try:
+                values[name] = type(default)(raw) if default is not None else raw
+            except ValueError:
+                msg = f"{_ENV_PREFIX}{name.upper()}={raw!r} is not a valid {name}"
+                raise ValueError(msg) from None
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)

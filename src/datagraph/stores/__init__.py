@@ -1,0 +1,64 @@
+"""Stores: where the streams and state of runs live.
+
+``MemoryStore`` is built in; ``RedisStore`` (Redis/Valkey, needs the ``redis``
+extra) is imported on first use, so ``import datagraph`` never loads a Redis client.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ._base import Batch as Batch
+from ._base import Chunk as Chunk
+from ._base import Store as Store
+from ._base import StreamState as StreamState
+from .memory import MemoryStore as MemoryStore
+
+if TYPE_CHECKING:
+    from .redis import RedisStore as RedisStore
+
+__all__ = (
+    "Batch",
+    "Chunk",
+    "MemoryStore",
+    "RedisStore",
+    "Store",
+    "StreamState",
+    "open_store",
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "RedisStore":
+        return _redis_store_class()
+    msg = f"module {__name__!r} has no attribute {name!r}"
+    raise AttributeError(msg)
+
+
+def _redis_store_class() -> type[RedisStore]:
+    try:
+        from .redis import RedisStore
+    except ImportError as exc:
+        msg = (
+            f"the Redis store needs valkey-glide ({exc}); install it with "
+            "pip install 'datagraph[redis]'"
+        )
+        raise ImportError(msg) from exc
+    return RedisStore
+
+
+def open_store(url: str | None = None, **options: Any) -> Store:
+    """Open the store a URL names: ``memory://``, ``redis://`` or ``rediss://``.
+
+    ``None`` gives a new ``MemoryStore``. ``options`` go to the store's constructor.
+
+    Raises:
+        LookupError: the URL's scheme names no store.
+    """
+    if url is None or url == "memory://":
+        return MemoryStore(**options)
+    scheme = url.partition("://")[0].lower()
+    if scheme in ("redis", "rediss"):
+        return _redis_store_class()(url, **options)
+    msg = f"no store for URL scheme {scheme!r} in {url!r}; known: memory, redis, rediss"
+    raise LookupError(msg)

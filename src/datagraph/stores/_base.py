@@ -1,0 +1,155 @@
+"""The storage contract shared by every store.
+
+A store holds the data of flow runs: for each run, named append-only streams of
+encoded value batches, a few small metadata fields, and one-shot claims. Processors in
+any process coordinate only through it.
+
+Positions: every value of a stream has a position (0, 1, 2, ...). A producer appends
+batches at explicit positions, so a producer that runs again (a retry, a redelivered
+task) re-appends at the same positions and the store ignores what it already holds:
+re-runs neither lose nor duplicate values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Self
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from types import TracebackType
+
+__all__ = ("Batch", "Chunk", "Store", "StreamState")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Chunk:
+    """One appended batch: ``count`` encoded values starting at ``start``."""
+
+    start: int
+    count: int
+    data: bytes
+
+    @property
+    def end(self) -> int:
+        """The position just past this chunk's last value."""
+        return self.start + self.count
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StreamState:
+    """Where a stream stands: how many values it holds and whether it has ended."""
+
+    length: int
+    ended: bool = False
+    #: The failure it ended with (an encoded ``datagraph._errors.Failure``), if any.
+    error: bytes | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Batch:
+    """The answer to ``Store.read()``."""
+
+    #: Chunks in order, together covering positions from the one asked for; the first
+    #: chunk may start before it (the reader skips what it has seen).
+    chunks: Sequence[Chunk]
+    #: Set once the stream has ended and ``chunks`` reach its last value.
+    end: StreamState | None = None
+
+
+class Store(ABC):
+    """Append-only value streams, metadata and claims of flow runs.
+
+    Implementations: ``MemoryStore`` (one process, the embedded default) and
+    ``RedisStore`` (Redis >= 7.0 or Valkey >= 7.2; many processes). Both pass
+    ``tests/stores/test_conformance.py``.
+    """
+
+    @abstractmethod
+    async def append(
+        self, run_id: str, stream: str, start: int, count: int, data: bytes
+    ) -> int:
+        """Append a batch of ``count`` encoded values at position ``start``.
+
+        Idempotent: when ``start`` is below the stream's length, the stream already
+        holds these positions (a re-run wrote them) and nothing is written. A batch
+        that only partly overlaps is not written either: the caller sees the returned
+        length and appends the part past it.
+
+        Returns:
+            The stream's length after the call.
+
+        Raises:
+            StreamClosedError: the stream has ended and the batch holds new values.
+            StoreError: ``start`` lies past the stream's end (values would be missing).
+        """
+
+    @abstractmethod
+    async def end(self, run_id: str, stream: str, error: bytes | None = None) -> bool:
+        """End a stream after its last value, with a failure when ``error`` is set.
+
+        Readers that reach the end stop (or see the failure). Only the first call
+        counts, so the first failure recorded is the one every reader sees.
+
+        Returns:
+            True if this call ended the stream, False if it had already ended.
+        """
+
+    @abstractmethod
+    async def read(
+        self, run_id: str, stream: str, position: int, *, timeout: float
+    ) -> Batch:
+        """Return the chunks holding values from ``position`` on.
+
+        Returns as soon as there is at least one such value or the stream has ended;
+        otherwise waits up to ``timeout`` seconds and returns an empty batch.
+        """
+
+    @abstractmethod
+    async def state(self, run_id: str, stream: str) -> StreamState:
+        """Return the stream's length and whether it has ended (length 0 if unknown)."""
+
+    @abstractmethod
+    async def set_fields(self, run_id: str, fields: Mapping[str, bytes]) -> None:
+        """Set metadata fields of a run (plan, processor states, ...)."""
+
+    @abstractmethod
+    async def get_fields(
+        self, run_id: str, names: Sequence[str] | None = None
+    ) -> dict[str, bytes]:
+        """Return the run's metadata fields (all of them when ``names`` is None).
+
+        Fields that are not set are left out; an unknown run gives ``{}``.
+        """
+
+    @abstractmethod
+    async def claim(self, run_id: str, name: str) -> bool:
+        """Atomically claim ``name`` within a run: True for the first caller only.
+
+        Across every process sharing the store, exactly one caller wins; this is
+        how a waiting processor gets dispatched exactly once.
+        """
+
+    @abstractmethod
+    async def list_runs(self) -> list[str]:
+        """Return the ids of the runs in the store, oldest first."""
+
+    @abstractmethod
+    async def delete_run(self, run_id: str) -> None:
+        """Delete every stream, field and claim of a run."""
+
+    async def aclose(self) -> None:
+        """Release connections; the store may not be used afterwards."""
+        return
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()

@@ -1,0 +1,280 @@
+"""The supervisor: one process's view of Datagraph, and where runs start."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from fast_depends import Provider
+from fast_depends.core import CallModel, build_call_model
+
+from . import _plan
+from ._context import RunContext
+from ._runtime import ProcessorRun, dispatch_ready
+from ._streams import PLAN_FIELD, state_field
+from .exceptions import MissingInputError, RunNotFoundError, SerializationError
+from .executors import Executor, LocalExecutor
+from .io import IOVal
+from .run import Run
+from .serializers import MsgpackSerializer, PickleSerializer, Serializer
+from .settings import Settings
+from .stores import Store, open_store
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping
+    from contextlib import AbstractContextManager
+
+    from .flow import Flow
+    from .processor import Implementation
+
+__all__ = ("Supervisor",)
+
+_CACHED_PLANS = 256
+
+
+class _AttachedInstance:
+    """``Supervisor.instance``: the attached supervisor, or a clear error."""
+
+    def __get__(self, obj: object, owner: type[Supervisor]) -> Supervisor:
+        if owner._attached is None:
+            msg = (
+                "no Supervisor is attached to this process; call "
+                "Supervisor.attach(...) first (or use a Supervisor object directly)"
+            )
+            raise RuntimeError(msg)
+        return owner._attached
+
+
+class Supervisor:
+    """This process's store, executor, serializer and settings; starts runs.
+
+    ``Supervisor.attach(...)`` creates one and makes it ``Supervisor.instance`` for
+    the process, as the seed API expects; tests and libraries can instead create
+    and pass ``Supervisor`` objects, which never touch the global.
+
+    Args:
+        store: where runs live. Default: a ``RedisStore`` when a Redis URL is
+            configured, else a new ``MemoryStore``.
+        executor: where processors run. Default: ``LocalExecutor()``.
+        serializer: how values are encoded. Default: ``MsgpackSerializer()``, or
+            a ``PickleSerializer`` when ``pickle_secret`` is set.
+        settings: defaults to ``Settings.from_env(**overrides)``.
+        redis_config: ``{"url": ...}`` (plus ``prefix``, ``retention``...), the
+            seed's way to name the Redis server.
+        **overrides: individual settings, e.g. ``batch_size=512``.
+    """
+
+    instance: ClassVar[_AttachedInstance] = _AttachedInstance()
+    _attached: ClassVar[Supervisor | None] = None
+
+    def __init__(
+        self,
+        *,
+        store: Store | None = None,
+        executor: Executor | None = None,
+        serializer: Serializer | None = None,
+        settings: Settings | None = None,
+        redis_config: Mapping[str, Any] | None = None,
+        **overrides: Any,
+    ) -> None:
+        if redis_config is not None:
+            config = dict(redis_config)
+            overrides.setdefault("redis_url", config.pop("url", None))
+            for key, value in config.items():
+                overrides.setdefault(key, value)
+        self.settings = settings or Settings.from_env(**overrides)
+        self.store = store or self._open_store()
+        if serializer is None:
+            secret = self.settings.pickle_secret
+            serializer = PickleSerializer(secret) if secret else MsgpackSerializer()
+        self.serializer = serializer
+        self.executor = executor or LocalExecutor()
+        self.executor.bind(self)
+        #: Replacements of dependencies, as in ``dependency_provider.override()``.
+        self.dependency_provider = Provider()
+        self._models: dict[int, tuple[Implementation, CallModel]] = {}
+        self._plans: OrderedDict[str, _plan.Plan] = OrderedDict()
+
+    def _open_store(self) -> Store:
+        s = self.settings
+        if s.redis_url:
+            return open_store(s.redis_url, prefix=s.prefix, retention=s.retention)
+        return open_store(None, retention=s.retention)
+
+    def __repr__(self) -> str:
+        return f"Supervisor(store={self.store!r}, executor={self.executor!r})"
+
+    @classmethod
+    def attach(
+        cls,
+        redis_config: Mapping[str, Any] | None = None,
+        executor: Executor | None = None,
+        **options: Any,
+    ) -> Supervisor:
+        """Create a supervisor and make it ``Supervisor.instance`` for this process.
+
+        Takes the same arguments as ``Supervisor(...)``. Attaching again replaces
+        the previous instance (whose store is not closed: close it yourself).
+        """
+        supervisor = cls(redis_config=redis_config, executor=executor, **options)
+        Supervisor._attached = supervisor
+        return supervisor
+
+    @classmethod
+    def detach(cls) -> None:
+        """Forget the attached instance."""
+        Supervisor._attached = None
+
+    async def aclose(self) -> None:
+        """Close the store's connections."""
+        await self.store.aclose()
+
+    def override(
+        self, dependency: Callable[..., Any], replacement: Callable[..., Any]
+    ) -> AbstractContextManager[None]:
+        """Replace a dependency within a ``with`` block (for tests)."""
+        return self.dependency_provider.scope(dependency, replacement)
+
+    def _call_model(self, impl: Implementation) -> CallModel:
+        """Return how to resolve ``impl``'s dependencies (built once per function)."""
+        cached = self._models.get(id(impl))
+        if cached is None or cached[0] is not impl:
+            model = build_call_model(
+                call=impl.func,
+                dependency_provider=self.dependency_provider,
+                serializer_cls=None,  # values are not cast: IO handles pass as is
+                serialize_result=False,
+            )
+            cached = self._models[id(impl)] = (impl, model)
+        return cached[1]
+
+    def _context(self, run_id: str, plan: _plan.Plan) -> RunContext:
+        return RunContext(run_id, plan, self.store, self.serializer, self.settings)
+
+    async def _load_plan(self, run_id: str) -> _plan.Plan:
+        plan = self._plans.get(run_id)
+        if plan is None:
+            fields = await self.store.get_fields(run_id, [PLAN_FIELD])
+            if PLAN_FIELD not in fields:
+                msg = f"no run {run_id!r} in {self.store!r} (never started, or expired)"
+                raise RunNotFoundError(msg)
+            plan = _plan.decode_plan(fields[PLAN_FIELD])
+            self._plans[run_id] = plan
+            if len(self._plans) > _CACHED_PLANS:
+                self._plans.popitem(last=False)
+        return plan
+
+    async def start_flow(
+        self,
+        flow: Flow,
+        inputs: Iterable[IOVal[Any]] = (),
+        *,
+        all_outputs: bool = False,
+    ) -> Run:
+        """Start a run of a resolved flow and return its handle.
+
+        Every processor that does not wait starts at once; waiting processors start
+        as soon as their own inputs are complete. The handle maps the flow's
+        outputs (every stream with ``all_outputs=True``) to read handles.
+
+        Args:
+            flow: a resolved flow.
+            inputs: the values of the flow's inputs as ``IOVal``s, in order; each
+                input stream needs at least one.
+            all_outputs: hand back every stream, not just the flow's outputs.
+
+        Raises:
+            UnresolvedFlowError: ``flow.resolve()`` was not called.
+            MissingInputError: a flow input has no value.
+            ValueError: a value names a stream that is not a flow input.
+            SerializationError: an input value cannot be encoded (nothing is
+                written then).
+            ProcessorNotFoundError: the executor cannot run a processor.
+        """
+        plan = flow.plan
+        by_stream = self._group_inputs(plan, inputs)
+        self.executor.check(plan)
+        encoded = {name: self._encode_input(name, values) for name, values in by_stream.items()}
+
+        run_id = uuid.uuid4().hex
+        self._plans[run_id] = plan
+        ctx = self._context(run_id, plan)
+        now = time.time()
+        pending = _plan.encode(_plan.ProcessorState(status="pending"))
+        await self.store.set_fields(
+            run_id,
+            {
+                PLAN_FIELD: _plan.encode(plan),
+                "created": str(now).encode(),
+                **{state_field(p.name): pending for p in plan.processors},
+            },
+        )
+        for name, (count, data) in encoded.items():
+            await self.store.append(run_id, name, 0, count, data)
+            await self.store.end(run_id, name)
+        for proc in plan.processors:
+            if not proc.wait:
+                await self.executor.dispatch(run_id, proc.name)
+        await dispatch_ready(ctx, self.executor, plan.inputs)
+        outputs = plan.streams if all_outputs else plan.outputs
+        return Run(ctx, outputs)
+
+    @staticmethod
+    def _group_inputs(
+        plan: _plan.Plan, inputs: Iterable[IOVal[Any]]
+    ) -> dict[str, list[Any]]:
+        by_stream: dict[str, list[Any]] = {name: [] for name in plan.inputs}
+        given: set[str] = set()
+        for item in inputs:
+            if not isinstance(item, IOVal):
+                msg = f"flow inputs are given as IOVal(name=..., value=...), got {item!r}"
+                raise TypeError(msg)
+            if item.name not in by_stream:
+                msg = (
+                    f"{item.name!r} is not an input of the flow; its inputs are "
+                    f"{list(plan.inputs)}"
+                )
+                raise ValueError(msg)
+            by_stream[item.name].append(item.value)
+            given.add(item.name)
+        missing = [name for name in plan.inputs if name not in given]
+        if missing:
+            readers = {
+                name: [p.name for p in plan.consumers_of(name)] for name in missing
+            }
+            detail = "; ".join(f"{s!r} (read by {', '.join(r)})" for s, r in readers.items())
+            msg = f"the flow needs a value for each of its inputs; missing: {detail}"
+            raise MissingInputError(msg)
+        return by_stream
+
+    def _encode_input(self, name: str, values: list[Any]) -> tuple[int, bytes]:
+        try:
+            return len(values), self.serializer.encode(values)
+        except SerializationError as exc:
+            msg = f"flow input {name!r}: {exc}"
+            raise SerializationError(msg, index=exc.index, value=exc.value) from exc
+
+    async def get_run(self, run_id: str) -> Run:
+        """Return a handle on an existing run, started by any process.
+
+        Raises:
+            RunNotFoundError: the store holds no such run.
+        """
+        plan = await self._load_plan(run_id)
+        return Run(self._context(run_id, plan), plan.outputs)
+
+    async def run_processor(self, run_id: str, name: str) -> None:
+        """Run processor ``name`` of run ``run_id`` here, to the end.
+
+        This is what executors call in the process that picked the job up. Errors of
+        the processor are recorded in the store (and end its streams), not raised.
+        """
+        plan = await self._load_plan(run_id)
+        processor = plan.by_name.get(name)
+        ctx = self._context(run_id, plan)
+        if processor is None:
+            msg = f"run {run_id} has no processor {name!r}; it has {list(plan.by_name)}"
+            raise LookupError(msg)
+        await ProcessorRun(ctx, processor, self.executor, self._call_model).run()

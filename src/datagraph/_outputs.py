@@ -89,11 +89,11 @@ class Outputs:
         text = repr(item)[:100]
         if not self._names:
             return OutputError(
-                f"processor {self._processor.name!r} has no outputs, but produced {text}"
+                f"processor {self._processor.name!r} has no outputs but produced {text}"
             )
         return OutputError(
-            f"processor {self._processor.name!r} produced the bare value {text}, but it "
-            f"has {len(self._names)} outputs ({', '.join(self._names)}); produce "
+            f"processor {self._processor.name!r} produced the bare value {text}, but "
+            f"it has {len(self._names)} outputs ({', '.join(self._names)}); produce "
             "IOVal(name=..., value=...) to say which one it is for"
         )
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import functools
+import contextlib
 import itertools
 import time
 from contextlib import AsyncExitStack, ExitStack, aclosing
@@ -115,7 +115,8 @@ class ProcessorRun:
                 status="retrying", error=failure_from_exception(proc.name, error)
             )
             await anyio.sleep(proc.retry_delay)
-        raise AssertionError("unreachable")  # pragma: no cover
+        msg = "unreachable"
+        raise AssertionError(msg)  # pragma: no cover
 
     async def _check_inputs(self) -> None:
         """A waiting processor whose input failed fails the same way, unstarted."""
@@ -138,10 +139,8 @@ class ProcessorRun:
                 error = exc
                 # Keep what was produced before the failure (best effort).
                 with anyio.CancelScope(shield=True):
-                    try:
+                    with contextlib.suppress(Exception):  # the first error counts
                         await outputs.flush()
-                    except Exception:  # noqa: S110 - the first error is reported
-                        pass
             tg.cancel_scope.cancel()
         return error
 
@@ -194,11 +193,12 @@ class ProcessorRun:
                     result.close()
             return None
 
-        await self._put_result(outputs, await anyio.to_thread.run_sync(call_in_thread))
+        result = await anyio.to_thread.run_sync(call_in_thread)
+        await self._put_result(outputs, result)
 
     @staticmethod
     async def _put_result(outputs: Outputs, result: Any) -> None:
-        """Buffer what a function returned: None, a value, an IOVal or a list of them."""
+        """Buffer a function's result: None, a value, an IOVal or a list of IOVals."""
         if result is None:
             return
         many = isinstance(result, list | tuple) and all(

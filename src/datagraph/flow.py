@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 from ._plan import Plan
 from .exceptions import (
@@ -15,6 +14,9 @@ from .exceptions import (
     UnresolvedFlowError,
 )
 from .processor import Processor, _registry
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 __all__ = ("Flow",)
 
@@ -31,10 +33,11 @@ class Flow:
 
     def __init__(self, processors: Iterable[Processor]) -> None:
         unique: dict[str, Processor] = {}
-        for proc in processors:
-            if not isinstance(proc, Processor):
-                msg = f"a flow is made of Processor declarations, got {proc!r}"
+        for item in tuple[object, ...](processors):
+            if not isinstance(item, Processor):
+                msg = f"a flow is made of Processor declarations, got {item!r}"
                 raise TypeError(msg)
+            proc = item
             known = unique.setdefault(proc.name, proc)
             if known != proc:
                 raise DuplicateProcessorError(proc.name)

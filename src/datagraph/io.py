@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Iterator
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, overload
 
@@ -16,6 +15,10 @@ from ._errors import decode_failure
 from .exceptions import EmptyStreamError, SerializationError, SignatureError
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+
+    from anyio.streams.memory import MemoryObjectSendStream
+
     from ._context import RunContext
     from .stores import Chunk
 
@@ -70,7 +73,7 @@ class IO(Generic[T]):
             )
             raise SerializationError(msg) from exc
 
-    async def chunks(self) -> AsyncIterator[list[T]]:
+    async def chunks(self) -> AsyncGenerator[list[T]]:
         """Yield the stream's values a batch at a time, as they were written.
 
         The fastest way to read: one iteration per stored batch, not per value.
@@ -204,12 +207,12 @@ class IO(Generic[T]):
 def _pump(
     io: IO[Any],
     scope: anyio.CancelScope,
-    send: anyio.abc.ObjectSendStream[tuple[str, list[Any] | Exception | None]],
+    send: MemoryObjectSendStream[tuple[str, list[Any] | Exception | None]],
 ) -> Any:
     """Return a background job that forwards ``io``'s batches to a merge."""
 
     async def pump() -> None:
-        with scope, send:
+        with scope:
             item: Exception | None = None
             try:
                 async with aclosing(io.chunks()) as chunks:
@@ -219,10 +222,11 @@ def _pump(
                 return  # the merge was closed early
             except Exception as exc:
                 item = exc
-            try:
-                await send.send((io.name, item))
-            except anyio.BrokenResourceError:
-                return
+            with send:
+                try:
+                    await send.send((io.name, item))
+                except anyio.BrokenResourceError:
+                    return
 
     return pump
 

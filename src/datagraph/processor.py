@@ -33,12 +33,15 @@ def _names(kind: str, owner: str, names: Sequence[str]) -> tuple[str, ...]:
         )
         raise TypeError(msg)
     result = tuple(names)
-    for name in result:
+    for name in tuple[object, ...](result):  # a run-time check of user input
         if not isinstance(name, str) or not name:
             msg = f"{kind} of processor {owner!r} must be non-empty strings: {name!r}"
             raise TypeError(msg)
         if is_internal(name):
-            msg = f"stream {name!r} of processor {owner!r}: names starting with '!' are reserved"
+            msg = (
+                f"stream {name!r} of processor {owner!r}: names starting with '!' "
+                "are reserved for Datagraph"
+            )
             raise ValueError(msg)
     if len(set(result)) != len(result):
         msg = f"{kind} of processor {owner!r} name a stream twice: {list(result)}"
@@ -80,8 +83,9 @@ class Processor:
     retry_delay: float = 1.0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name.strip():
-            msg = f"a processor needs a non-empty name, got {self.name!r}"
+        name: object = self.name  # a run-time check of user input
+        if not isinstance(name, str) or not name.strip():
+            msg = f"a processor needs a non-empty name, got {name!r}"
             raise ValueError(msg)
         object.__setattr__(self, "inputs", _names("inputs", self.name, self.inputs))
         object.__setattr__(self, "outputs", _names("outputs", self.name, self.outputs))
@@ -141,7 +145,8 @@ class Implementation:
     __slots__ = ("func", "input_types", "kind", "processor")
 
     def __init__(self, processor: Processor, func: Callable[..., Any]) -> None:
-        if not callable(func):
+        target: object = func  # a run-time check of user input
+        if not callable(target):
             msg = f"the implementation of processor {processor.name!r} must be callable"
             raise RegistrationError(msg)
         self.processor = processor
@@ -259,5 +264,7 @@ def _io_type(hint: Any, name: str, where: str) -> Any:
     if typing.get_origin(hint) in (IO, BlockingIO):
         (value_type,) = typing.get_args(hint)
         return value_type
-    msg = f"input {name!r} of {where} must be annotated IO[...] (or BlockingIO[...]), not {hint!r}"
+    msg = (
+        f"input {name!r} of {where} must be annotated IO[T] or BlockingIO[T]: {hint!r}"
+    )
     raise RegistrationError(msg)

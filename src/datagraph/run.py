@@ -145,7 +145,8 @@ class Run(Mapping[str, IO[Any]]):
         for proc in self.plan.processors:
             # A waiting processor claimed here can no longer be dispatched.
             unstarted = states[proc.name].status == "pending" and (
-                not proc.wait or await ctx.store.claim(self.id, dispatch_claim(proc.name))
+                not proc.wait
+                or await ctx.store.claim(self.id, dispatch_claim(proc.name))
             )
             if proc.wait and unstarted:
                 state = _plan.ProcessorState(status="cancelled", error=failure)

@@ -67,12 +67,14 @@ def _dec_hook(type_: Any, obj: Any) -> Any:
     raise NotImplementedError(msg)
 
 
-def _unencodable(values: Sequence[Any], encode: Any, exc: Exception) -> SerializationError:
+def _unencodable(
+    values: Sequence[Any], encode: Any, exc: Exception
+) -> SerializationError:
     """Build the error for the first value of ``values`` that ``encode`` rejects."""
     for index, value in enumerate(values):
         try:
             encode(value)
-        except Exception as value_exc:  # noqa: BLE001 - reported, not swallowed
+        except Exception as value_exc:
             text = repr(value)
             if len(text) > 200:
                 text = text[:200] + "..."
@@ -123,8 +125,7 @@ class PickleSerializer:
         secret: the shared signing key (at least 16 bytes).
     """
 
-    _DIGEST = hashlib.sha256
-    _SIZE = 32
+    _SIZE = 32  # bytes of an HMAC-SHA256 signature
 
     def __init__(self, secret: bytes | str) -> None:
         key = secret.encode() if isinstance(secret, str) else bytes(secret)
@@ -137,7 +138,7 @@ class PickleSerializer:
         return "PickleSerializer(secret=***)"
 
     def _sign(self, payload: bytes) -> bytes:
-        return hmac.new(self._key, payload, self._DIGEST).digest()
+        return hmac.new(self._key, payload, hashlib.sha256).digest()
 
     def encode(self, values: Sequence[Any]) -> bytes:
         """Pickle a batch and put its signature in front."""
@@ -156,5 +157,5 @@ class PickleSerializer:
                 "written with another secret; it was not unpickled"
             )
             raise SignatureError(msg)
-        values: list[Any] = pickle.loads(payload)  # noqa: S301 - signature checked
+        values: list[Any] = pickle.loads(payload)
         return values

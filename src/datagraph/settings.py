@@ -1,4 +1,4 @@
-"""Settings of a process: from arguments, or from ``DATAGRAPH_*`` environment variables."""
+"""Settings of a process, from arguments or ``DATAGRAPH_*`` environment variables."""
 
 from __future__ import annotations
 
@@ -47,8 +47,9 @@ class Settings:
             if not (isinstance(value, int | float) and value > 0):
                 msg = f"setting {name} must be a positive number, got {value!r}"
                 raise ValueError(msg)
-        if not (isinstance(self.batch_size, int) and self.batch_size > 0):
-            msg = f"setting batch_size must be a positive integer, got {self.batch_size!r}"
+        size: object = self.batch_size  # checked at run time: it may come from env
+        if not (isinstance(size, int) and size > 0):
+            msg = f"setting batch_size must be a positive integer, got {size!r}"
             raise ValueError(msg)
 
     @classmethod

@@ -196,7 +196,9 @@ class Supervisor:
         plan = flow.plan
         by_stream = self._group_inputs(plan, inputs)
         self.executor.check(plan)
-        encoded = {name: self._encode_input(name, values) for name, values in by_stream.items()}
+        encoded = {
+            name: self._encode_input(name, values) for name, values in by_stream.items()
+        }
 
         run_id = uuid.uuid4().hex
         self._plans[run_id] = plan
@@ -227,9 +229,11 @@ class Supervisor:
     ) -> dict[str, list[Any]]:
         by_stream: dict[str, list[Any]] = {name: [] for name in plan.inputs}
         given: set[str] = set()
-        for item in inputs:
+        for item in tuple[object, ...](inputs):
             if not isinstance(item, IOVal):
-                msg = f"flow inputs are given as IOVal(name=..., value=...), got {item!r}"
+                msg = (
+                    f"flow inputs are given as IOVal(name=..., value=...), got {item!r}"
+                )
                 raise TypeError(msg)
             if item.name not in by_stream:
                 msg = (
@@ -244,7 +248,9 @@ class Supervisor:
             readers = {
                 name: [p.name for p in plan.consumers_of(name)] for name in missing
             }
-            detail = "; ".join(f"{s!r} (read by {', '.join(r)})" for s, r in readers.items())
+            detail = "; ".join(
+                f"{s!r} (read by {', '.join(r)})" for s, r in readers.items()
+            )
             msg = f"the flow needs a value for each of its inputs; missing: {detail}"
             raise MissingInputError(msg)
         return by_stream

@@ -104,9 +104,10 @@ class Outputs:
             SerializationError: a value cannot be encoded; the values before it are
                 written first, so nothing valid is lost.
         """
-        if self._error is not None:
-            raise self._error
         async with self._lock:
+            # Checked under the lock: a background flush may be failing right now.
+            if self._error is not None:
+                raise self._error
             for name, buffer in self._buffers.items():
                 if buffer:
                     self._buffers[name] = []

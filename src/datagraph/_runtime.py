@@ -71,6 +71,7 @@ class ProcessorRun:
         self.executor = executor
         self._call_model = call_model
         self._state = ProcessorState()
+        self._stopped_by_cancel = False  # the heartbeat saw run.cancel()
 
     async def run(self) -> None:
         """Run the processor to the end, recording what happens in the store."""
@@ -102,6 +103,8 @@ class ProcessorRun:
                 status="running", attempt=attempt, started=started, heartbeat=started
             )
             error = await self._attempt(impl)
+            if self._stopped_by_cancel:
+                return self._cancelled_failure()
             if error is None:
                 return None
             final = (
@@ -216,6 +219,7 @@ class ProcessorRun:
         while True:
             await anyio.sleep(settings.read_timeout)
             if await self._cancelled():
+                self._stopped_by_cancel = True
                 scope.cancel()
                 return
             if time.monotonic() - last_beat >= beat_every:

@@ -129,6 +129,24 @@ class Flow:
         """The streams no processor of the flow reads."""
         return self.plan.outputs
 
+    def to_mermaid(self) -> str:
+        """Render the resolved flow as a Mermaid flowchart (see ``datagraph.viz``)."""
+        from . import viz  # drawing is rarely needed: import it on use
+
+        return viz.to_mermaid(viz.to_graph(self))
+
+    def to_dot(self) -> str:
+        """Render the resolved flow as Graphviz DOT (see ``datagraph.viz``)."""
+        from . import viz  # drawing is rarely needed: import it on use
+
+        return viz.to_dot(viz.to_graph(self))
+
+    def to_text(self) -> str:
+        """Render the resolved flow as plain text for terminals (``datagraph.viz``)."""
+        from . import viz  # drawing is rarely needed: import it on use
+
+        return viz.to_text(viz.to_graph(self))
+
 
 def _topological_order(
     processors: tuple[Processor, ...], producers: dict[str, str]

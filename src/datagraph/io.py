@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, overload
@@ -102,7 +103,7 @@ class IO(Generic[T]):
             if not batch.chunks:
                 await ctx.check_producer(self.name)
 
-    async def stream(self) -> AsyncIterator[T]:
+    async def stream(self) -> AsyncGenerator[T]:
         """Yield every value of the stream as soon as it is written.
 
         Raises:
@@ -151,7 +152,7 @@ class IO(Generic[T]):
 
     async def stream_with(
         self, *others: IO[Any], pad: bool = False, fillvalue: Any = None
-    ) -> AsyncIterator[tuple[Any, ...]]:
+    ) -> AsyncGenerator[tuple[Any, ...]]:
         """Yield tuples of the next value of this stream and of each of ``others``.
 
         Like ``zip``: stops when the shortest stream ends, or with ``pad=True`` goes
@@ -169,7 +170,7 @@ class IO(Generic[T]):
             for it in iterators:
                 await cast("Any", it).aclose()
 
-    async def as_available(self, *others: IO[Any]) -> AsyncIterator[IOVal[Any]]:
+    async def as_available(self, *others: IO[Any]) -> AsyncGenerator[IOVal[Any]]:
         """Merge this stream with ``others``, yielding values as they arrive.
 
         Each value comes as ``IOVal(name=stream, value=...)``; values of one stream
@@ -212,7 +213,7 @@ def _pump(
     """Return a background job that forwards ``io``'s batches to a merge."""
 
     async def pump() -> None:
-        with scope:
+        with scope, send:
             item: Exception | None = None
             try:
                 async with aclosing(io.chunks()) as chunks:
@@ -222,11 +223,8 @@ def _pump(
                 return  # the merge was closed early
             except Exception as exc:
                 item = exc
-            with send:
-                try:
-                    await send.send((io.name, item))
-                except anyio.BrokenResourceError:
-                    return
+            with contextlib.suppress(anyio.BrokenResourceError):
+                await send.send((io.name, item))
 
     return pump
 

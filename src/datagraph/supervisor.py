@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections import OrderedDict
@@ -23,8 +24,7 @@ from .settings import Settings
 from .stores import Store, open_store
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping
-    from contextlib import AbstractContextManager
+    from collections.abc import Callable, Iterable, Iterator, Mapping
 
     from .flow import Flow
     from .processor import Implementation
@@ -131,11 +131,25 @@ class Supervisor:
         """Close the store's connections."""
         await self.store.aclose()
 
+    @contextlib.contextmanager
     def override(
         self, dependency: Callable[..., Any], replacement: Callable[..., Any]
-    ) -> AbstractContextManager[None]:
-        """Replace a dependency within a ``with`` block (for tests)."""
-        return self.dependency_provider.scope(dependency, replacement)
+    ) -> Iterator[None]:
+        """Replace a dependency within a ``with`` block (for tests).
+
+        The previous provider of the dependency is back when the block ends, even
+        when it raises.
+        """
+        overrides = self.dependency_provider.overrides  # keyed by the dependency
+        previous = overrides.get(dependency)
+        self.dependency_provider.override(dependency, replacement)
+        try:
+            yield
+        finally:
+            if previous is None:
+                overrides.pop(dependency, None)
+            else:
+                overrides[dependency] = previous
 
     def _call_model(self, impl: Implementation) -> CallModel:
         """Return how to resolve ``impl``'s dependencies (built once per function)."""

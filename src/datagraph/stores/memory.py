@@ -98,17 +98,19 @@ class MemoryStore(Store):
         """Append a batch at ``start``; see ``Store.append``."""
         await anyio.lowlevel.checkpoint()
         s = self._stream(run_id, stream)
-        if start + count <= s.length or (start < s.length and count):
+        if start + count <= s.length:
             return s.length  # already written by an earlier run of the producer
+        if s.ended:
+            msg = f"stream {stream!r} of run {run_id} has ended; cannot append to it"
+            raise StreamClosedError(msg)
+        if start < s.length:
+            return s.length  # partly written before: the caller appends the rest
         if start > s.length:
             msg = (
                 f"cannot append at position {start} to stream {stream!r} of run "
                 f"{run_id}: it holds {s.length} values, so values would be missing"
             )
             raise StoreError(msg)
-        if s.ended:
-            msg = f"stream {stream!r} of run {run_id} has ended; cannot append to it"
-            raise StreamClosedError(msg)
         if count:
             s.chunks.append(Chunk(start, count, data))
             s.ends.append(start + count)

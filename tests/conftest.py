@@ -1,0 +1,140 @@
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from typing import TYPE_CHECKING, cast
+
+import pytest
+
+from datagraph.stores.memory import MemoryStore
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable, Iterator
+
+    from datagraph.stores import Store
+    from datagraph.stores.redis import RedisStore
+
+
+@pytest.fixture(params=["asyncio", "trio"])  # explicit: a missing trio fails, not skips
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _answers_ping(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The URL of a Redis server: ``$REDIS_URL``, else a throwaway local server."""
+    if url := os.environ.get("REDIS_URL"):
+        yield url
+        return
+    exe = shutil.which("redis-server") or shutil.which("valkey-server")
+    if exe is None:
+        pytest.fail(
+            "the Redis tests need a Redis server: install one "
+            "(apt-get install -y redis-server) so the tests can start it, or set "
+            "REDIS_URL=redis://host:port/db to use a running server",
+            pytrace=False,
+        )
+    workdir = tmp_path_factory.mktemp("redis")
+    log = workdir / "redis.log"
+    for _attempt in range(3):  # the free port may be taken before the server binds
+        port = _free_port()
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                 "--appendonly", "no", "--dir", str(workdir)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        deadline = time.monotonic() + 10
+        while proc.poll() is None and time.monotonic() < deadline:
+            if _answers_ping(port):
+                break
+            time.sleep(0.02)  # polling a process we started; no event to wait on
+        if proc.poll() is None and _answers_ping(port):
+            break
+        proc.kill()
+        proc.wait()
+    else:
+        pytest.fail(
+            f"could not start {exe} (see its output below); set REDIS_URL to use "
+            f"a running server instead\n{log.read_text(errors='replace')}",
+            pytrace=False,
+        )
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+def redis_prefix() -> str:
+    """A key prefix of this test's own, so tests never see each other's keys."""
+    return f"dgtest-{uuid.uuid4().hex[:12]}"
+
+
+async def delete_keys(store: RedisStore) -> None:
+    """Delete every key under the store's prefix."""
+    _, client = await store._client("clean up")
+    cursor = b"0"
+    while True:
+        cursor, keys = await client.custom_command(
+            ["SCAN", cursor, "MATCH", f"{store.prefix}:*", "COUNT", "1000"]
+        )
+        if keys:
+            await client.delete(keys)
+        if cursor == b"0":
+            break
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+def store_factory(request: pytest.FixtureRequest) -> Callable[[], Store]:
+    """Make stores of one kind that all share the same data.
+
+    MemoryStore keeps its data in the object, so that kind hands out one object;
+    RedisStore objects share a server and a key prefix (unique to the test).
+    """
+    if request.param == "memory":
+        shared = MemoryStore()
+        return lambda: shared
+    from datagraph.stores.redis import RedisStore
+
+    url = request.getfixturevalue("redis_url")
+    prefix = request.getfixturevalue("redis_prefix")
+    return lambda: RedisStore(url, prefix=prefix)
+
+
+@pytest.fixture
+async def store(
+    store_factory: Callable[[], Store], anyio_backend: str
+) -> AsyncIterator[Store]:
+    """A fresh store of each kind; a Redis store's keys are deleted afterwards."""
+    async with store_factory() as fresh:
+        try:
+            yield fresh
+        finally:
+            if not isinstance(fresh, MemoryStore):
+                await delete_keys(cast("RedisStore", fresh))

@@ -270,8 +270,19 @@ def test_unreadable_annotations_are_a_registration_error() -> None:
     async def impl(x: "NoSuchType") -> AsyncIterator[int]:  # type: ignore[name-defined]  # noqa: F821
         yield 1
 
-    with pytest.raises(RegistrationError, match="type hints"):
+    with pytest.raises(RegistrationError, match=r"parameter annotations.*NoSuchType"):
         p(impl)
+
+
+def test_a_return_annotation_known_only_to_type_checkers_is_fine() -> None:
+    # ``-> AsyncIterator[int]`` with AsyncIterator imported under TYPE_CHECKING.
+    p = Processor(name="proc_return_hint", inputs=["x"], outputs=["y"])
+
+    async def impl(x: IO[int]) -> "OnlyForTypeCheckers[int]":  # type: ignore[name-defined]  # noqa: F821
+        yield await x.first()
+
+    p(impl)
+    assert p.implementation is not None
 
 
 def test_non_callable_implementation_is_rejected() -> None:

@@ -29,9 +29,11 @@ class RunContext:
     serializer: Serializer
     settings: Settings
 
-    async def processor_state(self, name: str) -> ProcessorState | None:
-        """Return the recorded state of a processor of this run."""
-        field = state_field(name)
+    async def processor_state(
+        self, name: str, instance: int | None = None
+    ) -> ProcessorState | None:
+        """Return the recorded state of a processor (or instance) of this run."""
+        field = state_field(name, instance)
         fields = await self.store.get_fields(self.run_id, [field])
         return decode_state(fields[field]) if field in fields else None
 
@@ -45,7 +47,14 @@ class RunContext:
         producer = self.plan.producer_of(stream) or done_stream_owner(stream)
         if producer is None:
             return
-        state = await self.processor_state(producer)
+        count = self.plan.by_name[producer].instances
+        for instance in range(count) if count > 1 else [None]:
+            await self._check_alive(stream, producer, instance)
+
+    async def _check_alive(
+        self, stream: str, producer: str, instance: int | None
+    ) -> None:
+        state = await self.processor_state(producer, instance)
         if state is None or state.status not in ("running", "retrying"):
             return
         silent = time.time() - state.heartbeat

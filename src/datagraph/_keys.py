@@ -4,6 +4,7 @@ Every key of one run carries the hash tag ``{<run id>}``, so on a Redis Cluster 
 run lives in one slot and the store's Lua scripts may touch several of its keys::
 
     <prefix>:{<run>}:s:<stream>   Redis Stream of a value stream (one entry per batch)
+    <prefix>:{<run>}:c:<stream>   hash of a stream's cursors (reader or group: position)
     <prefix>:{<run>}:meta         hash of the run's metadata fields
     <prefix>:{<run>}:claims       hash of one-shot claims (HSETNX)
     <prefix>:{<run>}:keys         set of the run's keys above, for delete_run
@@ -16,6 +17,7 @@ from __future__ import annotations
 __all__ = (
     "check_prefix",
     "claims_key",
+    "cursors_key",
     "keys_key",
     "meta_key",
     "run_tag",
@@ -52,6 +54,11 @@ def run_tag(prefix: str, run_id: str) -> str:
 def stream_key(prefix: str, run_id: str, stream: str) -> str:
     """Return the key of the Redis Stream that holds a value stream."""
     return f"{run_tag(prefix, run_id)}:s:{stream}"
+
+
+def cursors_key(prefix: str, run_id: str, stream: str) -> str:
+    """Return the key of the hash of a stream's cursors (readers and groups)."""
+    return f"{run_tag(prefix, run_id)}:c:{stream}"
 
 
 def meta_key(prefix: str, run_id: str) -> str:

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from . import _telemetry
+from ._backpressure import Backpressure
 from .exceptions import OutputError, SerializationError
 from .io import IOVal
 
@@ -27,8 +29,14 @@ class Outputs:
     and the store drops what it already holds.
     """
 
-    def __init__(self, ctx: RunContext, processor: Processor) -> None:
+    def __init__(
+        self, ctx: RunContext, processor: Processor, *, shared: bool = False
+    ) -> None:
         self._ctx = ctx
+        # Instances of a scaled-out processor share its outputs: they append at
+        # the end instead of at positions of their own.
+        self._shared = shared
+        self._pressure = {name: Backpressure(ctx, name) for name in processor.outputs}
         self._processor = processor
         self._names = processor.outputs
         self._single = processor.outputs[0] if len(processor.outputs) == 1 else None
@@ -41,6 +49,8 @@ class Outputs:
         self._lock = anyio.Lock()
         self._wake = anyio.Event()
         self._error: Exception | None = None  # a failed background flush
+        #: Values appended to the store by this attempt, over all outputs.
+        self.appended = 0
 
     @property
     def written(self) -> dict[str, int]:
@@ -137,12 +147,20 @@ class Outputs:
                 f"{name!r} that {ctx.serializer!r} cannot encode: {exc}"
             )
             raise SerializationError(msg, index=exc.index, value=exc.value) from exc
-        start = self._positions[name]
-        length = await ctx.store.append(ctx.run_id, name, start, len(values), data)
-        if start < length < start + len(values):
-            # An earlier attempt wrote part of this batch: append just the rest.
-            await self._append_at(name, length, values[length - start :])
-        self._positions[name] = start + len(values)
+        if self._shared:
+            start = await ctx.store.append_at_end(ctx.run_id, name, len(values), data)
+        else:
+            start = self._positions[name]
+            length = await ctx.store.append(ctx.run_id, name, start, len(values), data)
+            if start < length < start + len(values):
+                # An earlier attempt wrote part of this batch: append just the rest.
+                await self._append_at(name, length, values[length - start :])
+        written = self._positions[name] = start + len(values)
+        self.appended += len(values)
+        _telemetry.count_values(run_id=ctx.run_id, stream=name, count=len(values))
+        pressure = self._pressure[name]
+        if pressure.holds(written):
+            await pressure.wait(written)
 
     async def _append_at(self, name: str, start: int, values: list[Any]) -> None:
         ctx = self._ctx

@@ -13,17 +13,24 @@ import anyio.from_thread
 import anyio.to_thread
 import msgspec
 
-from . import _plan
+from . import _plan, _telemetry
 from ._errors import Failure, encode_failure, failure_from_exception
 from ._outputs import Outputs
 from ._plan import ProcessorState
-from ._streams import CANCELLED_FIELD, dispatch_claim, done_stream, state_field
+from ._streams import (
+    CANCELLED_FIELD,
+    dispatch_claim,
+    done_stream,
+    finish_claim,
+    instance_job,
+    state_field,
+)
 from .exceptions import RegistrationError, UpstreamError
 from .io import IO, IOVal
 from .processor import Implementation, implementation_of
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import AsyncGenerator, Callable, Iterable
 
     from fast_depends.core import CallModel
 
@@ -31,7 +38,16 @@ if TYPE_CHECKING:
     from .executors import Executor
     from .processor import Processor
 
-__all__ = ("ProcessorRun", "dispatch_ready")
+__all__ = ("ProcessorRun", "dispatch", "dispatch_ready")
+
+
+async def dispatch(executor: Executor, run_id: str, processor: Processor) -> None:
+    """Dispatch a processor: once, or once per instance when it is scaled out."""
+    if processor.instances == 1:
+        await executor.dispatch(run_id, processor.name)
+        return
+    for instance in range(processor.instances):
+        await executor.dispatch(run_id, instance_job(processor.name, instance))
 
 
 async def dispatch_ready(
@@ -53,11 +69,15 @@ async def dispatch_ready(
         if all(s.ended for s in states) and await ctx.store.claim(
             ctx.run_id, dispatch_claim(proc.name)
         ):
-            await executor.dispatch(ctx.run_id, proc.name)
+            await dispatch(executor, ctx.run_id, proc)
 
 
 class ProcessorRun:
-    """One processor of one run: its attempts, heartbeat, outputs and final state."""
+    """One processor (or one instance of it) of one run, from start to final state.
+
+    An instance of a scaled-out processor records its own state; the last instance
+    to finish, or the first to fail, ends the processor's streams.
+    """
 
     def __init__(
         self,
@@ -65,11 +85,16 @@ class ProcessorRun:
         processor: Processor,
         executor: Executor,
         call_model: Callable[[Implementation], CallModel],
+        instance: int | None = None,
     ) -> None:
         self.ctx = ctx
         self.processor = processor
         self.executor = executor
         self._call_model = call_model
+        self.name = processor.name
+        self._scaled = processor.instances > 1
+        self._instance = instance
+        self._state_field = state_field(processor.name, instance)
         self._state = ProcessorState()
         self._stopped_by_cancel = False  # the heartbeat saw run.cancel()
 
@@ -102,7 +127,7 @@ class ProcessorRun:
             await self._record(
                 status="running", attempt=attempt, started=started, heartbeat=started
             )
-            error = await self._attempt(impl)
+            error = await self._attempt(impl, attempt, started)
             if self._stopped_by_cancel:
                 return self._cancelled_failure()
             if error is None:
@@ -129,14 +154,30 @@ class ProcessorRun:
             if state.error is not None:
                 await IO(ctx, stream).collect()  # raises the upstream failure
 
-    async def _attempt(self, impl: Implementation) -> Exception | None:
-        outputs = Outputs(self.ctx, self.processor)
+    async def _attempt(
+        self, impl: Implementation, attempt: int, started: float
+    ) -> Exception | None:
+        outputs = Outputs(self.ctx, self.processor, shared=self._scaled)
+        # Inputs are read under the processor's name, which records its progress
+        # (backpressure, live figures); instances share them as one group.
+        opened: list[AsyncGenerator[Any]] = []
+        ios: dict[str, IO[Any]] = {
+            name: IO(
+                self.ctx,
+                name,
+                type_,
+                reader=impl.processor.name,
+                shared=self._scaled,
+                opened=opened,
+            )
+            for name, type_ in impl.input_types.items()
+        }
         error: Exception | None = None
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._heartbeat, tg.cancel_scope)
             tg.start_soon(outputs.run_flusher)
             try:
-                await self._call(impl, outputs)
+                await self._call(impl, ios, opened, outputs)
                 await outputs.flush()
             except Exception as exc:
                 error = exc
@@ -145,18 +186,45 @@ class ProcessorRun:
                     with contextlib.suppress(Exception):  # the first error counts
                         await outputs.flush()
             tg.cancel_scope.cancel()
+        failure = None if error is None else failure_from_exception(self.name, error)
+        _telemetry.record_processor(
+            run_id=self.ctx.run_id,
+            processor=self.name,
+            instance=self._instance,
+            attempt=attempt,
+            started=started,
+            ended=time.time(),
+            values_in=sum(io.consumed for io in ios.values()),
+            values_out=outputs.appended,
+            failure=failure,
+        )
         return error
 
-    async def _call(self, impl: Implementation, outputs: Outputs) -> None:
+    async def _call(
+        self,
+        impl: Implementation,
+        ios: dict[str, IO[Any]],
+        opened: list[AsyncGenerator[Any]],
+        outputs: Outputs,
+    ) -> None:
         """Call the implementation with its inputs and dependencies; buffer results.
 
         Dependencies are resolved in an exit stack that closes when the call ends,
-        however it ends, so generator dependencies always get their cleanup.
+        however it ends, so generator dependencies always get their cleanup, and
+        every iterator the call opened on its inputs is closed.
         """
-        ctx, model = self.ctx, self._call_model(impl)
-        ios: dict[str, Any] = {
-            name: IO(ctx, name, type_) for name, type_ in impl.input_types.items()
-        }
+        try:
+            await self._invoke(impl, ios, outputs)
+        finally:
+            with anyio.CancelScope(shield=True):
+                for iterator in opened:
+                    with contextlib.suppress(Exception):
+                        await iterator.aclose()
+
+    async def _invoke(
+        self, impl: Implementation, ios: dict[str, Any], outputs: Outputs
+    ) -> None:
+        model = self._call_model(impl)
         if impl.kind in ("async_gen", "async"):
             async with AsyncExitStack() as stack:
                 result = await model.asolve(
@@ -176,7 +244,7 @@ class ProcessorRun:
                 "a worker thread, so its dependencies must be sync too"
             )
             raise RegistrationError(msg)
-        blocking = {name: io.blocking() for name, io in ios.items()}
+        blocking: dict[str, Any] = {name: io.blocking() for name, io in ios.items()}
 
         async def put_one(item: Any) -> None:
             if outputs.put(item):
@@ -226,6 +294,23 @@ class ProcessorRun:
                 last_beat = time.monotonic()
                 await self._record(heartbeat=time.time())
 
+    async def _finishes_processor(self, failed: bool) -> bool:
+        """Tell whether this instance records the end of the whole processor.
+
+        The first instance to fail does, or else the last one to finish; each
+        instance records its own state before asking, so the last one always sees
+        the others finished, and the claim keeps two finishers from both winning.
+        """
+        ctx, proc = self.ctx, self.processor
+        if not failed:
+            fields = [state_field(proc.name, i) for i in range(proc.instances)]
+            states = await ctx.store.get_fields(ctx.run_id, fields)
+            if len(states) < len(fields) or not all(
+                _plan.decode_state(data).finished for data in states.values()
+            ):
+                return False
+        return await ctx.store.claim(ctx.run_id, finish_claim(proc.name))
+
     async def _cancelled(self) -> bool:
         fields = await self.ctx.store.get_fields(self.ctx.run_id, [CANCELLED_FIELD])
         return CANCELLED_FIELD in fields
@@ -240,22 +325,28 @@ class ProcessorRun:
     async def _record(self, **changes: Any) -> None:
         self._state = msgspec.structs.replace(self._state, **changes)
         await self.ctx.store.set_fields(
-            self.ctx.run_id,
-            {state_field(self.processor.name): _plan.encode(self._state)},
+            self.ctx.run_id, {self._state_field: _plan.encode(self._state)}
         )
 
     async def _finish(self, failure: Failure | None, *, cancelled: bool) -> None:
         """End the outputs and the done stream, record the state, wake waiters."""
-        ctx, name = self.ctx, self.processor.name
+        ctx, proc = self.ctx, self.processor
         if cancelled and failure is None:
             failure = self._cancelled_failure()
         error = encode_failure(failure) if failure is not None else None
-        for stream in self.processor.outputs:
-            await ctx.store.end(ctx.run_id, stream, error)
         status: _plan.Status = (
             "done" if failure is None else "cancelled" if cancelled else "failed"
         )
         await self._record(status=status, ended=time.time(), error=failure)
-        await ctx.store.end(ctx.run_id, done_stream(name), error)
+        if self._scaled and not await self._finishes_processor(failure is not None):
+            return
+        for stream in proc.outputs:
+            await ctx.store.end(ctx.run_id, stream, error)
+        if self._scaled:
+            final = msgspec.structs.replace(self._state, attempt=0, heartbeat=0.0)
+            await ctx.store.set_fields(
+                ctx.run_id, {state_field(proc.name): _plan.encode(final)}
+            )
+        await ctx.store.end(ctx.run_id, done_stream(proc.name), error)
         if not cancelled:
             await dispatch_ready(ctx, self.executor, self.processor.outputs)

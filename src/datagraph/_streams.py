@@ -4,16 +4,22 @@ from __future__ import annotations
 
 __all__ = (
     "CANCELLED_FIELD",
+    "KEEP_ALL_FIELD",
     "PLAN_FIELD",
     "dispatch_claim",
     "done_stream",
     "done_stream_owner",
+    "finish_claim",
+    "instance_job",
     "is_internal",
+    "parse_job",
     "state_field",
 )
 
 PLAN_FIELD = "plan"
 CANCELLED_FIELD = "cancelled"
+#: Set when a run hands back every stream: nothing may then be trimmed.
+KEEP_ALL_FIELD = "keep_all"
 _INTERNAL = "!"  # user stream names cannot start with it
 
 
@@ -28,9 +34,29 @@ def done_stream_owner(stream: str) -> str | None:
     return stream[len(prefix) :] if stream.startswith(prefix) else None
 
 
-def state_field(processor: str) -> str:
-    """The run field holding a processor's ``ProcessorState``."""
-    return f"state:{processor}"
+def state_field(processor: str, instance: int | None = None) -> str:
+    """The run field holding the ``ProcessorState`` of a processor (or instance)."""
+    if instance is None:
+        return f"state:{processor}"
+    return f"state:{processor}#{instance}"
+
+
+def instance_job(processor: str, instance: int) -> str:
+    """What executors dispatch for one instance of a scaled-out processor."""
+    return f"{processor}#{instance}"
+
+
+def parse_job(job: str) -> tuple[str, int | None]:
+    """Split a dispatched job into the processor's name and the instance (if any)."""
+    name, sep, index = job.rpartition("#")
+    if sep and index.isdigit():
+        return name, int(index)
+    return job, None
+
+
+def finish_claim(processor: str) -> str:
+    """The claim won by whoever records a processor's final state."""
+    return f"finish:{processor}"
 
 
 def dispatch_claim(processor: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from contextlib import aclosing
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 import anyio
 import anyio.from_thread
@@ -13,7 +13,12 @@ import msgspec
 
 from . import _background
 from ._errors import decode_failure
-from .exceptions import EmptyStreamError, SerializationError, SignatureError
+from .exceptions import (
+    EmptyStreamError,
+    SerializationError,
+    SignatureError,
+    StoreError,
+)
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator, Iterator
@@ -28,6 +33,7 @@ __all__ = ("IO", "BlockingIO", "IOVal")
 T = TypeVar("T")
 D = TypeVar("D")
 _MISSING: Any = object()
+_PRUNE_AT = 64
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -45,13 +51,33 @@ class IO(Generic[T]):
     call) sees every value in order, however many there are.
     """
 
-    __slots__ = ("_ctx", "_type", "name")
+    __slots__ = ("_ctx", "_opened", "_reader", "_shared", "_type", "consumed", "name")
 
-    def __init__(self, ctx: RunContext, name: str, type_: Any = Any) -> None:
+    def __init__(
+        self,
+        ctx: RunContext,
+        name: str,
+        type_: Any = Any,
+        *,
+        reader: str | None = None,
+        shared: bool = False,
+        opened: list[AsyncGenerator[Any]] | None = None,
+    ) -> None:
         self._ctx = ctx
         self._type = type_
+        # A processor reads under its own name, so its progress is recorded;
+        # instances of a scaled-out one share the stream as a group of that name.
+        self._reader = reader
+        self._shared = shared and reader is not None
+        # Iterators handed to a processor, which its runtime closes when the
+        # processor ends: user code that raises inside ``async for`` leaves them
+        # open, and a garbage-collected async generator is closed too late (they
+        # are held strongly until then for that reason).
+        self._opened = opened
         #: The stream's name.
         self.name = name
+        #: Values this handle has handed out so far (all its iterators together).
+        self.consumed = 0
 
     def __repr__(self) -> str:
         return f"<IO {self.name!r} of run {self._ctx.run_id}>"
@@ -74,7 +100,15 @@ class IO(Generic[T]):
             )
             raise SerializationError(msg) from exc
 
-    async def chunks(self) -> AsyncGenerator[list[T]]:
+    def _track(self, generator: AsyncGenerator[D]) -> AsyncGenerator[D]:
+        opened = self._opened
+        if opened is not None:
+            if len(opened) >= _PRUNE_AT:  # forget the iterators already finished
+                opened[:] = [g for g in opened if _unfinished(g)]
+            opened.append(generator)
+        return generator
+
+    def chunks(self) -> AsyncGenerator[list[T]]:
         """Yield the stream's values a batch at a time, as they were written.
 
         The fastest way to read: one iteration per stored batch, not per value.
@@ -82,34 +116,86 @@ class IO(Generic[T]):
         Raises:
             UpstreamError: the producer failed (after the values it wrote).
         """
+        return self._track(self._chunks())
+
+    async def _chunks(self) -> AsyncGenerator[list[T]]:
+        if self._shared:
+            async with aclosing(self._shared_chunks()) as shares:
+                async for values in shares:
+                    yield values
+            return
         ctx, position = self._ctx, 0
         while True:
             batch = await ctx.store.read(
-                ctx.run_id, self.name, position, timeout=ctx.settings.read_timeout
+                ctx.run_id,
+                self.name,
+                position,
+                timeout=ctx.settings.read_timeout,
+                reader=self._reader,
             )
             for chunk in batch.chunks:
                 if chunk.end <= position:
                     continue
+                if chunk.start > position:
+                    msg = (
+                        f"values {position} to {chunk.start - 1} of stream "
+                        f"{self.name!r} of run {ctx.run_id} were trimmed before "
+                        "this reader got them"
+                    )
+                    raise StoreError(msg)
                 values = self._decode(chunk)
                 if chunk.start < position:  # resumed in the middle of a batch
                     values = values[position - chunk.start :]
                 position = chunk.end
+                self.consumed += len(values)
                 yield values
             end = batch.end
             if end is not None and position >= end.length:
+                if self._reader is not None and batch.chunks:
+                    # Record that this reader consumed the last values too.
+                    await ctx.store.read(
+                        ctx.run_id, self.name, position, timeout=0, reader=self._reader
+                    )
                 if end.error is not None:
                     raise decode_failure(end.error).to_exception(self.name)
                 return
             if not batch.chunks:
                 await ctx.check_producer(self.name)
 
-    async def stream(self) -> AsyncGenerator[T]:
+    async def _shared_chunks(self) -> AsyncGenerator[list[T]]:
+        """Yield the values this member of the reading group is handed."""
+        ctx = self._ctx
+        assert self._reader is not None
+        while True:
+            share = await ctx.store.take(
+                ctx.run_id,
+                self.name,
+                self._reader,
+                ctx.settings.share_size,
+                timeout=ctx.settings.read_timeout,
+            )
+            if share.chunk is not None:
+                values = self._decode(share.chunk)
+                offset = share.chunk.start
+                self.consumed += share.stop - share.start
+                yield values[share.start - offset : share.stop - offset]
+            elif share.end is not None:
+                if share.end.error is not None:
+                    raise decode_failure(share.end.error).to_exception(self.name)
+                return
+            else:
+                await ctx.check_producer(self.name)
+
+    def stream(self) -> AsyncGenerator[T]:
         """Yield every value of the stream as soon as it is written.
 
         Raises:
             UpstreamError: the producer failed (after the values it wrote).
         """
-        async with aclosing(self.chunks()) as chunks:
+        return self._track(self._stream())
+
+    async def _stream(self) -> AsyncGenerator[T]:
+        async with aclosing(self._chunks()) as chunks:
             async for values in chunks:
                 for value in values:
                     yield value
@@ -128,7 +214,7 @@ class IO(Generic[T]):
             EmptyStreamError: the stream ended without a value and no ``default``
                 was given.
         """
-        async with aclosing(self.chunks()) as chunks:
+        async with aclosing(self._chunks()) as chunks:
             async for values in chunks:
                 if values:
                     return values[0]
@@ -140,7 +226,7 @@ class IO(Generic[T]):
     async def collect(self) -> list[T]:
         """Wait for the stream to end and return all its values."""
         collected: list[T] = []
-        async with aclosing(self.chunks()) as chunks:
+        async with aclosing(self._chunks()) as chunks:
             async for values in chunks:
                 collected.extend(values)
         return collected
@@ -150,7 +236,7 @@ class IO(Generic[T]):
         state = await self._ctx.store.state(self._ctx.run_id, self.name)
         return state.ended
 
-    async def stream_with(
+    def stream_with(
         self, *others: IO[Any], pad: bool = False, fillvalue: Any = None
     ) -> AsyncGenerator[tuple[Any, ...]]:
         """Yield tuples of the next value of this stream and of each of ``others``.
@@ -158,7 +244,12 @@ class IO(Generic[T]):
         Like ``zip``: stops when the shortest stream ends, or with ``pad=True`` goes
         on until the longest ends, filling in ``fillvalue``.
         """
-        iterators = [aiter(io.stream()) for io in (self, *others)]
+        return self._track(self._stream_with(others, pad, fillvalue))
+
+    async def _stream_with(
+        self, others: tuple[IO[Any], ...], pad: bool, fillvalue: Any
+    ) -> AsyncGenerator[tuple[Any, ...]]:
+        iterators = [io._stream() for io in (self, *others)]
         try:
             while True:
                 row = [await anext(it, _MISSING) for it in iterators]
@@ -168,14 +259,19 @@ class IO(Generic[T]):
                 yield tuple(fillvalue if v is _MISSING else v for v in row)
         finally:
             for it in iterators:
-                await cast("Any", it).aclose()
+                await it.aclose()
 
-    async def as_available(self, *others: IO[Any]) -> AsyncGenerator[IOVal[Any]]:
+    def as_available(self, *others: IO[Any]) -> AsyncGenerator[IOVal[Any]]:
         """Merge this stream with ``others``, yielding values as they arrive.
 
         Each value comes as ``IOVal(name=stream, value=...)``; values of one stream
         keep their order. Ends when every stream has ended.
         """
+        return self._track(self._as_available(others))
+
+    async def _as_available(
+        self, others: tuple[IO[Any], ...]
+    ) -> AsyncGenerator[IOVal[Any]]:
         ios = (self, *others)
         send, receive = anyio.create_memory_object_stream[
             tuple[str, list[Any] | Exception | None]
@@ -216,7 +312,7 @@ def _pump(
         with scope, send:
             item: Exception | None = None
             try:
-                async with aclosing(io.chunks()) as chunks:
+                async with aclosing(io._chunks()) as chunks:
                     async for values in chunks:
                         await send.send((io.name, values))
             except anyio.BrokenResourceError:
@@ -227,6 +323,10 @@ def _pump(
                 await send.send((io.name, item))
 
     return pump
+
+
+def _unfinished(generator: AsyncGenerator[Any]) -> bool:
+    return getattr(generator, "ag_frame", None) is not None
 
 
 class BlockingIO(Generic[T]):
@@ -252,7 +352,7 @@ class BlockingIO(Generic[T]):
 
     def stream(self) -> Iterator[T]:
         """Yield every value of the stream as soon as it is written."""
-        chunks = self.io.chunks()
+        chunks = self.io._chunks()
 
         async def next_chunk() -> list[T] | None:
             return await anext(chunks, None)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import types
 import typing
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any, TypeVar
@@ -73,6 +74,9 @@ class Processor:
             instead of streaming from the start.
         retries: how many times to run it again after it raises.
         retry_delay: seconds to wait before each retry.
+        instances: how many copies run in parallel, sharing the inputs: each
+            input value goes to exactly one instance. Output order across
+            instances is not kept, and a re-run instance may write a value twice.
     """
 
     name: str
@@ -81,6 +85,7 @@ class Processor:
     wait: bool = False
     retries: int = 0
     retry_delay: float = 1.0
+    instances: int = 1
 
     def __post_init__(self) -> None:
         name: object = self.name  # a run-time check of user input
@@ -95,6 +100,13 @@ class Processor:
             raise ValueError(msg)
         if self.retries < 0 or self.retry_delay < 0:
             msg = f"retries and retry_delay of processor {self.name!r} must be >= 0"
+            raise ValueError(msg)
+        if not self.instances >= 1:
+            count = self.instances
+            msg = f"processor {self.name!r} needs at least 1 instance, not {count}"
+            raise ValueError(msg)
+        if self.instances > 1 and "#" in self.name:
+            msg = f"scaled-out processor {self.name!r}: its name cannot contain '#'"
             raise ValueError(msg)
 
     def __call__(self, func: F) -> F:
@@ -117,6 +129,7 @@ def processor(
     wait: bool = False,
     retries: int = 0,
     retry_delay: float = 1.0,
+    instances: int = 1,
 ) -> Callable[[Callable[..., Any]], Processor]:
     """Declare and implement a processor in one step, named after the function.
 
@@ -132,6 +145,7 @@ def processor(
             wait=wait,
             retries=retries,
             retry_delay=retry_delay,
+            instances=instances,
         )
         declaration(func)
         return declaration
@@ -227,11 +241,7 @@ def _is_dependency(param: inspect.Parameter, hint: Any) -> bool:
 
 def _check_signature(processor: Processor, func: Callable[..., Any]) -> dict[str, Any]:
     where = f"implementation {_qualname(func)} of processor {processor.name!r}"
-    try:
-        hints = typing.get_type_hints(func, include_extras=True)
-    except Exception as exc:
-        msg = f"cannot read the type hints of {where}: {exc}"
-        raise RegistrationError(msg) from exc
+    hints = _parameter_hints(func, where)
     input_types: dict[str, Any] = {}
     for param in inspect.signature(func).parameters.values():
         hint = hints.get(param.name, Any)
@@ -256,6 +266,28 @@ def _check_signature(processor: Processor, func: Callable[..., Any]) -> dict[str
         msg = f"{where} has no parameter for the declared input(s) {missing}"
         raise RegistrationError(msg)
     return input_types
+
+
+def _parameter_hints(func: Callable[..., Any], where: str) -> dict[str, Any]:
+    """Evaluate the parameters' annotations, leaving the return annotation alone.
+
+    The return annotation often names types imported only for type checkers
+    (``if TYPE_CHECKING:``), which do not exist at run time.
+    """
+    target = inspect.unwrap(func)
+    params = {
+        name: hint
+        for name, hint in inspect.get_annotations(target).items()
+        if name != "return"
+    }
+    holder = types.SimpleNamespace(__annotations__=params)
+    try:
+        return typing.get_type_hints(
+            holder, globalns=getattr(target, "__globals__", {}), include_extras=True
+        )
+    except Exception as exc:
+        msg = f"cannot evaluate the parameter annotations of {where}: {exc}"
+        raise RegistrationError(msg) from exc
 
 
 def _io_type(hint: Any, name: str, where: str) -> Any:

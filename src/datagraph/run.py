@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -10,13 +9,17 @@ import anyio
 
 from . import _plan
 from ._errors import Failure, encode_failure
+from ._plan import ProcessorState
 from ._streams import CANCELLED_FIELD, dispatch_claim, done_stream, state_field
 from .exceptions import RunCancelledError, RunFailedError, UpstreamError
 from .io import IO
+from .snapshot import ProcessorFigures, RunSnapshot, StreamFigures
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from ._context import RunContext
-    from ._plan import Plan, ProcessorState
+    from ._plan import Plan
 
 __all__ = ("Run", "RunStatus")
 
@@ -24,22 +27,23 @@ __all__ = ("Run", "RunStatus")
 RunStatus = Literal["pending", "running", "succeeded", "failed", "cancelled"]
 
 
-class Run(Mapping[str, IO[Any]]):
+class Run(dict[str, IO[Any]]):
     """A started run: a mapping of its output streams, plus its state and control.
 
     ``run["name"]`` is a read handle (``IO``) on an output stream. Get a handle on
     an existing run with ``Supervisor.get_run(run_id)``, from any process attached
-    to the same store.
+    to the same store. (A ``dict``, so code annotating the result of
+    ``start_flow`` as ``dict[str, IO[Any]]`` type-checks.)
     """
 
-    __slots__ = ("_ctx", "_outputs")
+    __slots__ = ("_ctx",)
 
     def __init__(self, ctx: RunContext, outputs: tuple[str, ...]) -> None:
+        super().__init__((name, IO[Any](ctx, name)) for name in outputs)
         self._ctx = ctx
-        self._outputs = outputs
 
     def __repr__(self) -> str:
-        return f"<Run {self.id} outputs={list(self._outputs)}>"
+        return f"<Run {self.id} outputs={list(self)}>"
 
     @property
     def id(self) -> str:
@@ -51,45 +55,87 @@ class Run(Mapping[str, IO[Any]]):
         """The resolved flow this run executes."""
         return self._ctx.plan
 
-    def __getitem__(self, name: str) -> IO[Any]:
-        if name not in self._outputs:
-            msg = (
-                f"{name!r} is not an output of run {self.id}; outputs: "
-                f"{list(self._outputs)} (start with all_outputs=True to read every "
-                "stream)"
-            )
-            raise KeyError(msg)
-        return IO(self._ctx, name)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._outputs)
-
-    def __len__(self) -> int:
-        return len(self._outputs)
+    def __missing__(self, name: str) -> IO[Any]:
+        msg = (
+            f"{name!r} is not an output of run {self.id}; outputs: {list(self)} "
+            "(start with all_outputs=True to read every stream)"
+        )
+        raise KeyError(msg)
 
     async def states(self) -> dict[str, ProcessorState]:
-        """Return the recorded state of each processor."""
-        names = [p.name for p in self.plan.processors]
-        fields = await self._ctx.store.get_fields(
-            self.id, [state_field(n) for n in names]
-        )
-        return {
-            n: _plan.decode_state(fields[state_field(n)])
-            if state_field(n) in fields
-            else _plan.ProcessorState()
-            for n in names
-        }
+        """Return the recorded state of each processor.
 
-    async def status(self) -> RunStatus:
+        A scaled-out processor that has not finished shows its busiest instance:
+        running (or retrying) while any instance is.
+        """
+        wanted = {
+            proc.name: [state_field(proc.name)]
+            + [state_field(proc.name, i) for i in range(proc.instances)]
+            * (proc.instances > 1)
+            for proc in self.plan.processors
+        }
+        fields = await self._ctx.store.get_fields(
+            self.id, [f for names in wanted.values() for f in names]
+        )
+        states = {}
+        for name, (own, *instances) in wanted.items():
+            state = (
+                _plan.decode_state(fields[own]) if own in fields else ProcessorState()
+            )
+            if instances and not state.finished:
+                live = [_plan.decode_state(fields[f]) for f in instances if f in fields]
+                state = max(live, key=_liveliness, default=state)
+            states[name] = state
+        return states
+
+    async def snapshot(self) -> RunSnapshot:
+        """Return the live figures of every stream and processor of the run."""
+        store, plan = self._ctx.store, self.plan
+        states = await self.states()
+        streams = {}
+        for name in plan.streams:
+            state = await store.state(self.id, name)
+            cursors = await store.cursors(self.id, name)
+            readers = {
+                p.name: cursors[p.name]
+                for p in plan.consumers_of(name)
+                if p.name in cursors
+            }
+            streaming = [
+                readers[p.name] for p in plan.consumers_of(name) if p.name in readers
+            ]
+            streams[name] = StreamFigures(
+                name=name,
+                producer=plan.producer_of(name),
+                written=state.length,
+                ended=state.ended,
+                failed=state.error is not None,
+                readers=readers,
+                backlog=state.length - min(streaming) if streaming else 0,
+            )
+        processors = {
+            proc.name: _figures(proc.name, proc.wait, proc.instances, states[proc.name])
+            for proc in plan.processors
+        }
+        return RunSnapshot(
+            run_id=self.id,
+            status=await self.status(states),
+            streams=streams,
+            processors=processors,
+        )
+
+    async def status(
+        self, states: Mapping[str, ProcessorState] | None = None
+    ) -> RunStatus:
         """Return where the run stands as a whole."""
         if await self._is_cancelled():
             return "cancelled"
-        states = list((await self.states()).values())
-        if any(s.status == "failed" for s in states):
+        found = list((states or await self.states()).values())
+        if any(s.status == "failed" for s in found):
             return "failed"
-        if all(s.status == "done" for s in states):
+        if all(s.status == "done" for s in found):
             return "succeeded"
-        if all(s.status == "pending" for s in states):
+        if all(s.status == "pending" for s in found):
             return "pending"
         return "running"
 
@@ -158,3 +204,26 @@ class Run(Mapping[str, IO[Any]]):
     async def _is_cancelled(self) -> bool:
         fields = await self._ctx.store.get_fields(self.id, [CANCELLED_FIELD])
         return CANCELLED_FIELD in fields
+
+
+_LIVELINESS = {"running": 4, "retrying": 3, "failed": 2, "pending": 0}
+
+
+def _liveliness(state: ProcessorState) -> int:
+    return _LIVELINESS.get(state.status, 1)
+
+
+def _figures(
+    name: str, wait: bool, instances: int, state: ProcessorState
+) -> ProcessorFigures:
+    error = state.error
+    return ProcessorFigures(
+        name=name,
+        status="waiting" if wait and state.status == "pending" else state.status,
+        attempt=state.attempt,
+        instances=instances,
+        started=state.started,
+        ended=state.ended,
+        error=f"{error.error_type}: {error.message}" if error else None,
+        traceback=error.traceback if error else None,
+    )

@@ -34,6 +34,11 @@ class Settings:
     #: Longest a written value waits in a buffer before it is flushed (seconds),
     #: when the producer keeps the event loop busy. An idle producer flushes at once.
     flush_interval: float = 0.05
+    #: How far (in values) a producer may run ahead of its slowest reading
+    #: processor before it is held back; 0 turns backpressure off.
+    window: int = 16384
+    #: Most values one instance of a scaled-out processor takes at a time.
+    share_size: int = 4
     #: Seconds a blocked reader waits before checking that its producer is alive.
     read_timeout: float = 1.0
     #: Seconds without a heartbeat after which a running processor counts as lost.
@@ -47,10 +52,12 @@ class Settings:
             if not (isinstance(value, int | float) and value > 0):
                 msg = f"setting {name} must be a positive number, got {value!r}"
                 raise ValueError(msg)
-        size: object = self.batch_size  # checked at run time: it may come from env
-        if not (isinstance(size, int) and size > 0):
-            msg = f"setting batch_size must be a positive integer, got {size!r}"
-            raise ValueError(msg)
+        for name in ("batch_size", "share_size", "window"):
+            size: object = getattr(self, name)  # checked: it may come from env
+            least = 0 if name == "window" else 1
+            if not (isinstance(size, int) and size >= least):
+                msg = f"setting {name} must be an integer >= {least}, got {size!r}"
+                raise ValueError(msg)
 
     @classmethod
     def from_env(

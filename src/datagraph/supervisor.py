@@ -13,8 +13,8 @@ from fast_depends.core import CallModel, build_call_model
 
 from . import _plan
 from ._context import RunContext
-from ._runtime import ProcessorRun, dispatch_ready
-from ._streams import PLAN_FIELD, state_field
+from ._runtime import ProcessorRun, dispatch, dispatch_ready
+from ._streams import KEEP_ALL_FIELD, PLAN_FIELD, parse_job, state_field
 from .exceptions import MissingInputError, RunNotFoundError, SerializationError
 from .executors import Executor, LocalExecutor
 from .io import IOVal
@@ -224,6 +224,7 @@ class Supervisor:
             {
                 PLAN_FIELD: _plan.encode(plan),
                 "created": str(now).encode(),
+                **({KEEP_ALL_FIELD: b"1"} if all_outputs else {}),
                 **{state_field(p.name): pending for p in plan.processors},
             },
         )
@@ -232,7 +233,7 @@ class Supervisor:
             await self.store.end(run_id, name)
         for proc in plan.processors:
             if not proc.wait:
-                await self.executor.dispatch(run_id, proc.name)
+                await dispatch(self.executor, run_id, proc)
         await dispatch_ready(ctx, self.executor, plan.inputs)
         outputs = plan.streams if all_outputs else plan.outputs
         return Run(ctx, outputs)
@@ -285,16 +286,42 @@ class Supervisor:
         plan = await self._load_plan(run_id)
         return Run(self._context(run_id, plan), plan.outputs)
 
-    async def run_processor(self, run_id: str, name: str) -> None:
-        """Run processor ``name`` of run ``run_id`` here, to the end.
+    async def list_runs(self) -> list[Run]:
+        """Return handles on the runs in the store, oldest first."""
+        runs = []
+        for run_id in await self.store.list_runs():
+            try:
+                runs.append(await self.get_run(run_id))
+            except RunNotFoundError:
+                continue  # expired between the listing and the lookup
+        return runs
 
-        This is what executors call in the process that picked the job up. Errors of
-        the processor are recorded in the store (and end its streams), not raised.
+    async def delete_run(self, run_id: str) -> None:
+        """Delete every stream, state and claim of a run from the store.
+
+        Raises:
+            RunNotFoundError: the store holds no such run.
+        """
+        await self._load_plan(run_id)
+        await self.store.delete_run(run_id)
+        self._plans.pop(run_id, None)
+
+    async def run_processor(self, run_id: str, job: str) -> None:
+        """Run a dispatched job of run ``run_id`` here, to the end.
+
+        This is what executors call in the process that picked the job up. ``job``
+        is a processor's name, or ``name#i`` for instance ``i`` of a scaled-out
+        one. Errors of the processor are recorded in the store (and end its
+        streams), not raised.
         """
         plan = await self._load_plan(run_id)
+        name, instance = parse_job(job)
         processor = plan.by_name.get(name)
-        ctx = self._context(run_id, plan)
-        if processor is None:
-            msg = f"run {run_id} has no processor {name!r}; it has {list(plan.by_name)}"
+        if processor is None or (instance is not None) != (processor.instances > 1):
+            msg = (
+                f"run {run_id} has no job {job!r}; its processors: {list(plan.by_name)}"
+            )
             raise LookupError(msg)
-        await ProcessorRun(ctx, processor, self.executor, self._call_model).run()
+        ctx = self._context(run_id, plan)
+        run = ProcessorRun(ctx, processor, self.executor, self._call_model, instance)
+        await run.run()

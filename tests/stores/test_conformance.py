@@ -18,6 +18,7 @@ from anyio.lowlevel import checkpoint
 
 from datagraph.exceptions import StoreError, StreamClosedError
 from datagraph.stores import Batch, Chunk, Store, StreamState
+from datagraph.stores._base import Share
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -437,6 +438,487 @@ async def test_stream_names_with_odd_characters(store: Store, run_id: str) -> No
         await store.append(run_id, name, 0, 1, name.encode()[:1])
         assert await store.state(run_id, name) == StreamState(1)
     assert await store.get_fields(run_id) == {}
+
+
+# -------------------------------------------------------------- reader cursors
+async def test_read_records_the_reader_cursor_only_forward(
+    store: Store, run_id: str
+) -> None:
+    await store.append(run_id, "s", 0, 3, values(0, 1, 2))
+    await store.append(run_id, "s", 3, 2, values(3, 4))
+    assert await store.cursors(run_id, "s") == {}
+    await store.read(run_id, "s", 2, timeout=1)  # no reader: nothing recorded
+    assert await store.cursors(run_id, "s") == {}
+
+    batch = await store.read(run_id, "s", 0, timeout=1, reader="r")
+    assert joined(batch.chunks) == values(0, 1, 2, 3, 4)  # reads as without reader
+    assert await store.cursors(run_id, "s") == {"r": 0}
+    await store.read(run_id, "s", 3, timeout=1, reader="r")
+    assert await store.cursors(run_id, "s") == {"r": 3}
+    # Reading again from earlier (a retry) never moves the cursor back.
+    batch = await store.read(run_id, "s", 1, timeout=1, reader="r")
+    assert joined(batch.chunks, 1) == values(1, 2, 3, 4)
+    await store.read(run_id, "s", 0, timeout=0, reader="r")
+    assert await store.cursors(run_id, "s") == {"r": 3}
+    # A read that finds nothing still records that everything before was consumed.
+    batch = await store.read(run_id, "s", 5, timeout=0, reader="r")
+    assert list(batch.chunks) == []
+    assert await store.cursors(run_id, "s") == {"r": 5}
+    # Cursors belong to one stream of one run.
+    assert await store.cursors(run_id, "t") == {}
+    assert await store.cursors(uuid.uuid4().hex, "s") == {}
+
+
+async def test_cursors_of_two_readers(
+    store_factory: Callable[[], Store], store: Store, run_id: str
+) -> None:
+    other = store_factory()  # a reader in another process
+    for i in range(0, 6, 2):
+        await store.append(run_id, "s", i, 2, values(i, i + 1))
+    await store.end(run_id, "s")
+
+    async def consume(reader: Store, name: str, stop: int) -> None:
+        position = 0
+        while position < stop:
+            batch = await reader.read(run_id, "s", position, timeout=1, reader=name)
+            position = batch.chunks[0].end  # one chunk at a time
+        await reader.read(run_id, "s", position, timeout=1, reader=name)
+
+    try:
+        await consume(store, "fast", 6)
+        await consume(other, "slow", 2)
+        await store.read(run_id, "t", 0, timeout=0, reader="fast")
+        for observer in (store, other):
+            assert await observer.cursors(run_id, "s") == {"fast": 6, "slow": 2}
+            assert await observer.cursors(run_id, "t") == {"fast": 0}
+    finally:
+        if other is not store:
+            await other.aclose()
+
+
+async def test_a_blocked_read_has_recorded_its_cursor(
+    store_factory: Callable[[], Store], store: Store, run_id: str
+) -> None:
+    observer = store_factory()
+    await store.append(run_id, "s", 0, 2, values(0, 1))
+    results: list[Batch] = []
+
+    async def reader() -> None:
+        results.append(await store.read(run_id, "s", 2, timeout=30, reader="r"))
+
+    try:
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(reader)
+                await wait_all_tasks_blocked()
+                assert await observer.cursors(run_id, "s") == {"r": 2}
+                await store.append(run_id, "s", 2, 1, values(2))
+    finally:
+        if observer is not store:
+            await observer.aclose()
+    assert joined(results[0].chunks, 2) == values(2)
+
+
+# --------------------------------------------------------------------- trimming
+async def test_trim_drops_the_chunks_before_a_position(
+    store: Store, run_id: str
+) -> None:
+    for start, count in ((0, 2), (2, 1), (3, 3), (6, 2)):
+        await store.append(
+            run_id, "s", start, count, values(*range(start, start + count))
+        )
+
+    await store.trim(run_id, "s", 4)  # (0, 2) and (2, 1) go; (3, 3) still holds 4, 5
+    assert await store.state(run_id, "s") == StreamState(8)
+    batch = await store.read(run_id, "s", 0, timeout=1)
+    assert [(c.start, c.count) for c in batch.chunks] == [(3, 3), (6, 2)]
+    assert joined(batch.chunks) == values(3, 4, 5, 6, 7)
+    batch = await store.read(run_id, "s", 5, timeout=1)
+    assert joined(batch.chunks, 5) == values(5, 6, 7)
+
+    await store.trim(run_id, "s", 6)  # a chunk ending at ``before`` goes too
+    batch = await store.read(run_id, "s", 1, timeout=1)
+    assert [(c.start, c.count) for c in batch.chunks] == [(6, 2)]
+    await store.trim(run_id, "s", 2)  # behind what is gone already: nothing to do
+    await store.trim(run_id, "s", 0)
+    assert await store.state(run_id, "s") == StreamState(8)
+    # Appending goes on as before, re-runs included.
+    assert await store.append(run_id, "s", 0, 2, values(0, 1)) == 8
+    assert await store.append(run_id, "s", 8, 1, values(8)) == 9
+    batch = await store.read(run_id, "s", 0, timeout=1)
+    assert joined(batch.chunks) == values(6, 7, 8)
+
+
+async def test_trim_of_every_chunk_keeps_the_length(store: Store, run_id: str) -> None:
+    await store.append(run_id, "s", 0, 2, values(0, 1))
+    await store.append(run_id, "s", 2, 2, values(2, 3))
+
+    await store.trim(run_id, "s", 4)
+    assert await store.state(run_id, "s") == StreamState(4)
+    # Nothing is held from 0 on: a read waits like one past the values.
+    started = anyio.current_time()
+    batch = await store.read(run_id, "s", 0, timeout=0.2)
+    assert list(batch.chunks) == []
+    assert batch.end is None
+    assert anyio.current_time() - started >= 0.15
+
+    assert await store.append(run_id, "s", 1, 3, values(1, 2, 3)) == 4  # a re-run
+    with pytest.raises(StoreError):
+        await store.append(run_id, "s", 5, 1, values(5))
+    assert await store.append(run_id, "s", 4, 1, values(4)) == 5
+    batch = await store.read(run_id, "s", 0, timeout=1)
+    assert [(c.start, c.count) for c in batch.chunks] == [(4, 1)]
+
+    await store.trim(run_id, "s", 100)
+    assert await store.state(run_id, "s") == StreamState(5)
+    assert await store.append_at_end(run_id, "s", 1, values(5)) == 5
+    await store.trim(run_id, "s", 6)
+    assert await store.end(run_id, "s") is True
+    assert await store.state(run_id, "s") == StreamState(6, True)
+    with anyio.fail_after(2):
+        batch = await store.read(run_id, "s", 0, timeout=30)
+    assert batch == Batch([], StreamState(6, True))
+
+
+async def test_trim_keeps_the_end(store: Store, run_id: str) -> None:
+    await store.append(run_id, "s", 0, 3, values(0, 1, 2))
+    await store.end(run_id, "s", b"it failed")
+
+    await store.trim(run_id, "s", 3)
+    await store.trim(run_id, "s", 10)
+    assert await store.state(run_id, "s") == StreamState(3, True, b"it failed")
+    with anyio.fail_after(2):
+        batch = await store.read(run_id, "s", 0, timeout=30)
+    assert list(batch.chunks) == []
+    assert batch.end == StreamState(3, True, b"it failed")
+    assert await store.append(run_id, "s", 0, 3, values(0, 1, 2)) == 3
+    with pytest.raises(StreamClosedError):
+        await store.append(run_id, "s", 3, 1, values(3))
+    assert await store.end(run_id, "s", b"later") is False
+    assert await store.state(run_id, "s") == StreamState(3, True, b"it failed")
+
+
+async def test_trim_of_an_unknown_stream(store: Store, run_id: str) -> None:
+    await store.trim(run_id, "nothing", 10)
+    assert await store.state(run_id, "nothing") == StreamState(0)
+    assert await store.append(run_id, "nothing", 0, 1, values(0)) == 1
+
+
+# -------------------------------------------------------- appending at the end
+async def test_append_at_end_returns_the_start(store: Store, run_id: str) -> None:
+    assert await store.append_at_end(run_id, "s", 2, values(0, 1)) == 0
+    assert await store.append_at_end(run_id, "s", 3, values(2, 3, 4)) == 2
+    assert await store.append(run_id, "s", 5, 1, values(5)) == 6  # mixes with append
+    assert await store.append_at_end(run_id, "s", 0, b"") == 6  # nothing to write
+    assert await store.append_at_end(run_id, "s", 1, values(6)) == 6
+    assert await store.state(run_id, "s") == StreamState(7)
+    batch = await store.read(run_id, "s", 0, timeout=1)
+    assert [(c.start, c.count) for c in batch.chunks] == [
+        (0, 2),
+        (2, 3),
+        (5, 1),
+        (6, 1),
+    ]
+    assert joined(batch.chunks) == values(0, 1, 2, 3, 4, 5, 6)
+
+
+async def test_append_at_end_after_end_raises(store: Store, run_id: str) -> None:
+    await store.append_at_end(run_id, "s", 2, values(0, 1))
+    await store.end(run_id, "s")
+    with pytest.raises(StreamClosedError) as info:
+        await store.append_at_end(run_id, "s", 1, values(2))
+    assert run_id in str(info.value)
+    assert await store.state(run_id, "s") == StreamState(2, True)
+
+
+async def test_append_at_end_wakes_a_blocked_reader(
+    store_factory: Callable[[], Store], store: Store, run_id: str
+) -> None:
+    writer = store_factory()
+    results: list[Batch] = []
+
+    async def reader() -> None:
+        results.append(await store.read(run_id, "s", 0, timeout=30))
+
+    try:
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(reader)
+                await wait_all_tasks_blocked()
+                assert await writer.append_at_end(run_id, "s", 2, values(8, 9)) == 0
+    finally:
+        if writer is not store:
+            await writer.aclose()
+    assert joined(results[0].chunks) == values(8, 9)
+
+
+async def test_concurrent_append_at_end_gives_each_batch_its_own_positions(
+    store_factory: Callable[[], Store], store: Store, run_id: str
+) -> None:
+    # Ten instances of a scaled-out processor share their output stream.
+    n_producers, sizes = 10, (3, 1, 4, 1, 5, 2)
+    spans: list[tuple[int, int, int]] = []  # start, count, producer
+    seen: list[Batch] = []
+
+    async def produce(producer: Store, number: int) -> None:
+        for size in sizes:
+            start = await producer.append_at_end(
+                run_id, "s", size, bytes([number]) * size
+            )
+            spans.append((start, size, number))
+            await checkpoint()
+
+    async def read() -> None:
+        seen.append(await read_all(store, run_id, "s", timeout=30))
+
+    producers = [store_factory() for _ in range(n_producers)]
+    try:
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(read)
+                async with anyio.create_task_group() as writers:
+                    for number, producer in enumerate(producers):
+                        writers.start_soon(produce, producer, number)
+                await store.end(run_id, "s")
+    finally:
+        for producer in producers:
+            if producer is not store:
+                await producer.aclose()
+
+    total = n_producers * sum(sizes)
+    spans.sort()
+    assert [start for start, _, _ in spans] == [0] + [
+        start + count for start, count, _ in spans[:-1]
+    ], "batches must be contiguous and must not overlap"
+    assert spans[-1][0] + spans[-1][1] == total
+    assert seen[0].end == StreamState(total, True)
+    assert joined(seen[0].chunks) == b"".join(bytes([n]) * c for _, c, n in spans)
+
+
+# ---------------------------------------------------------------------- taking
+async def test_take_hands_out_at_most_max_count_of_one_chunk(
+    store: Store, run_id: str
+) -> None:
+    await store.append(run_id, "s", 0, 5, values(0, 1, 2, 3, 4))
+    await store.append(run_id, "s", 5, 2, values(5, 6))
+
+    share = await store.take(run_id, "s", "g", 2, timeout=1)
+    assert share == Share(Chunk(0, 5, values(0, 1, 2, 3, 4)), 0, 2)
+    share = await store.take(run_id, "s", "g", 10, timeout=1)
+    assert (share.start, share.stop) == (2, 5)  # never past the end of its chunk
+    assert share.chunk == Chunk(0, 5, values(0, 1, 2, 3, 4))
+    share = await store.take(run_id, "s", "g", 10, timeout=1)
+    assert share == Share(Chunk(5, 2, values(5, 6)), 5, 7)
+    with anyio.fail_after(2):
+        share = await store.take(run_id, "s", "g", 10, timeout=0)
+    assert share == Share(None, 7, 7)
+    assert await store.cursors(run_id, "s") == {"g": 7}
+
+
+async def test_take_returns_the_end_once_the_group_took_everything(
+    store: Store, run_id: str
+) -> None:
+    await store.append(run_id, "s", 0, 2, values(0, 1))
+    await store.end(run_id, "s", b"it failed")
+
+    share = await store.take(run_id, "s", "g", 5, timeout=1)
+    assert (share.start, share.stop) == (0, 2)
+    with anyio.fail_after(2):  # no waiting at the end
+        share = await store.take(run_id, "s", "g", 5, timeout=30)
+        assert share == Share(None, 2, 2, StreamState(2, True, b"it failed"))
+        share = await store.take(run_id, "s", "g", 5, timeout=30)
+        assert share == Share(None, 2, 2, StreamState(2, True, b"it failed"))
+        await store.end(run_id, "empty")
+        share = await store.take(run_id, "empty", "g", 5, timeout=30)
+        assert share == Share(None, 0, 0, StreamState(0, True))
+
+
+async def test_take_waits_then_wakes_on_append_and_end(
+    store_factory: Callable[[], Store], store: Store, run_id: str
+) -> None:
+    started = anyio.current_time()
+    assert await store.take(run_id, "s", "g", 3, timeout=0.2) == Share(None, 0, 0)
+    assert anyio.current_time() - started >= 0.15
+
+    writer = store_factory()
+    shares: list[Share] = []
+
+    async def member() -> None:
+        shares.append(await store.take(run_id, "s", "g", 3, timeout=30))
+
+    try:
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(member)
+                await wait_all_tasks_blocked()
+                assert shares == []
+                await writer.append(run_id, "s", 0, 2, values(0, 1))
+            assert shares == [Share(Chunk(0, 2, values(0, 1)), 0, 2)]
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(member)
+                await wait_all_tasks_blocked()
+                assert len(shares) == 1
+                await writer.end(run_id, "s")
+            assert shares[1] == Share(None, 2, 2, StreamState(2, True))
+    finally:
+        if writer is not store:
+            await writer.aclose()
+
+
+async def _take_all(
+    member: Store, run_id: str, group: str, max_count: int
+) -> list[int]:
+    """Take values for one member until the stream ends; return their positions."""
+    taken: list[int] = []
+    while True:
+        share = await member.take(run_id, "s", group, max_count, timeout=30)
+        if share.end is not None:
+            assert share.chunk is None
+            assert share.start == share.stop == share.end.length
+            return taken
+        chunk = share.chunk
+        assert chunk is not None, "take timed out before the stream ended"
+        assert 1 <= share.stop - share.start <= max_count
+        assert chunk.start <= share.start < share.stop <= chunk.end
+        for position in range(share.start, share.stop):
+            assert chunk.data[position - chunk.start] == position % 256
+        taken += range(share.start, share.stop)
+
+
+async def _produce(
+    store_factory: Callable[[], Store], run_id: str, n_batches: int
+) -> int:
+    """Append batches of 1 to 4 values (value = position % 256), then end.
+
+    The producer has a store object of its own, as if in another process.
+    """
+    async with store_factory() as producer:
+        return await _produce_with(producer, run_id, n_batches)
+
+
+async def _produce_with(producer: Store, run_id: str, n_batches: int) -> int:
+    position = 0
+    for i in range(n_batches):
+        count = 1 + i % 4
+        data = bytes(p % 256 for p in range(position, position + count))
+        if i % 2:
+            assert await producer.append_at_end(run_id, "s", count, data) == position
+        else:
+            await producer.append(run_id, "s", position, count, data)
+        position += count
+        await checkpoint()  # let members catch up and block again
+    await producer.end(run_id, "s")
+    return position
+
+
+async def test_members_of_a_group_take_every_value_exactly_once(
+    store_factory: Callable[[], Store], store: Store, run_id: str
+) -> None:
+    n_members, n_batches = 8, 80
+    # Half the members share this process's store object, half have their own.
+    members = [store if i % 2 else store_factory() for i in range(n_members)]
+    taken: dict[int, list[int]] = {}
+    total: list[int] = []
+
+    async def member(i: int) -> None:
+        taken[i] = await _take_all(members[i], run_id, "g", 1 + i % 3)
+
+    async def producer() -> None:
+        total.append(await _produce(store_factory, run_id, n_batches))
+
+    try:
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                for i in range(n_members):
+                    tg.start_soon(member, i)
+                await wait_all_tasks_blocked()
+                tg.start_soon(producer)
+    finally:
+        for other in members:
+            if other is not store:
+                await other.aclose()
+
+    everything = sorted(p for positions in taken.values() for p in positions)
+    assert everything == list(range(total[0])), "each value goes to one member"
+    for positions in taken.values():
+        assert positions == sorted(positions), "a member takes in stream order"
+    assert sum(1 for positions in taken.values() if positions) > 1
+    assert await store.cursors(run_id, "s") == {"g": total[0]}
+
+
+async def test_each_group_sees_every_value(
+    store_factory: Callable[[], Store], store: Store, run_id: str
+) -> None:
+    groups = {"g1": 3, "g2": 2}  # members per group
+    taken: dict[str, list[int]] = {name: [] for name in groups}
+    total: list[int] = []
+
+    async def member(group: str, max_count: int) -> None:
+        taken[group] += await _take_all(store, run_id, group, max_count)
+
+    async def reader() -> None:
+        position = 0
+        while True:
+            batch = await store.read(run_id, "s", position, timeout=30, reader="r")
+            if batch.chunks:
+                position = batch.chunks[-1].end
+            if batch.end is not None:
+                await store.read(run_id, "s", position, timeout=0, reader="r")
+                return
+
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            for group, n_members in groups.items():
+                for i in range(n_members):
+                    tg.start_soon(member, group, 1 + i)
+            tg.start_soon(reader)
+            await wait_all_tasks_blocked()
+            total.append(await _produce(store_factory, run_id, 40))
+
+    for group in groups:
+        assert sorted(taken[group]) == list(range(total[0])), group
+    assert await store.cursors(run_id, "s") == {
+        "g1": total[0],
+        "g2": total[0],
+        "r": total[0],
+    }
+
+
+async def test_group_cursor_is_visible_in_cursors(
+    store_factory: Callable[[], Store], store: Store, run_id: str
+) -> None:
+    observer = store_factory()
+    try:
+        await store.append(run_id, "s", 0, 4, values(0, 1, 2, 3))
+        await store.read(run_id, "s", 1, timeout=0, reader="r")
+        await store.take(run_id, "s", "g", 3, timeout=0)
+        assert await observer.cursors(run_id, "s") == {"r": 1, "g": 3}
+        await store.take(run_id, "s", "g", 3, timeout=0)
+        await store.take(run_id, "s", "h", 1, timeout=0)
+        assert await observer.cursors(run_id, "s") == {"r": 1, "g": 4, "h": 1}
+    finally:
+        if observer is not store:
+            await observer.aclose()
+
+
+async def test_take_skips_trimmed_positions(store: Store, run_id: str) -> None:
+    await store.append(run_id, "s", 0, 2, values(0, 1))
+    await store.append(run_id, "s", 2, 2, values(2, 3))
+    await store.append(run_id, "s", 4, 2, values(4, 5))
+    assert (await store.take(run_id, "s", "g", 1, timeout=0)).stop == 1
+
+    await store.trim(run_id, "s", 4)
+    share = await store.take(run_id, "s", "g", 5, timeout=0)
+    assert share == Share(Chunk(4, 2, values(4, 5)), 4, 6)
+
+    # Every value trimmed away before a group took any: it waits for new ones.
+    await store.trim(run_id, "s", 6)
+    started = anyio.current_time()
+    assert await store.take(run_id, "s", "late", 5, timeout=0.2) == Share(None, 0, 0)
+    assert anyio.current_time() - started >= 0.15
+    await store.append(run_id, "s", 6, 1, values(6))
+    share = await store.take(run_id, "s", "late", 5, timeout=1)
+    assert share == Share(Chunk(6, 1, values(6)), 6, 7)
 
 
 # ----------------------------------------------------------- fields and claims

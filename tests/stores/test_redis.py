@@ -457,3 +457,93 @@ async def test_reader_beyond_the_end_hears_of_the_end(
             await wait_all_tasks_blocked()
             await writer_store.end("run", "s")
     assert got[0].end == StreamState(2, True)
+
+
+# ------------------------------------------------- cursors, trimming, sharing
+@pytest.mark.anyio
+async def test_cursor_keys_share_the_hash_tag_and_expiry(
+    redis_factory: Callable[..., RedisStore],
+) -> None:
+    store = redis_factory(retention=60)
+    run_id = uuid.uuid4().hex
+    # A reader's cursor may be the first thing a run has: the run is indexed then.
+    await store.read(run_id, "a", 0, timeout=0, reader="r")
+    assert await store.list_runs() == [run_id]
+    await store.append(run_id, "b", 0, 2, b"xy")
+    await store.take(run_id, "b", "g", 1, timeout=0)
+
+    tag = f"{store.prefix}:{{{run_id}}}:"
+    keys = [k for k in await run_keys(store) if run_id in k]
+    assert sorted(keys) == [f"{tag}c:a", f"{tag}c:b", f"{tag}keys", f"{tag}s:b"]
+    _, client = await store._client("inspect")
+    for key in keys:
+        ttl = await client.pttl(key)
+        assert 0 < ttl <= 60_000, key
+    listed = {k.decode() for k in await client.smembers(f"{tag}keys")}
+    assert listed == {f"{tag}c:a", f"{tag}c:b", f"{tag}s:b"}
+
+    await store.delete_run(run_id)
+    assert [k for k in await run_keys(store) if run_id in k] == []
+    assert await store.cursors(run_id, "b") == {}
+
+
+@pytest.mark.anyio
+async def test_trim_frees_entries_on_the_server(
+    redis_factory: Callable[..., RedisStore],
+) -> None:
+    store, other = redis_factory(), redis_factory()
+    for i in range(10):
+        await store.append("run", "s", i, 1, b"v")
+    _, client = await store._client("inspect")
+    key = f"{store.prefix}:{{run}}:s:s"
+    await store.trim("run", "s", 4)
+    assert await client.xlen(key) == 6
+    await store.trim("run", "s", 10)
+    assert await client.xlen(key) == 0  # every entry goes, the length stays
+    assert await other.state("run", "s") == StreamState(10)
+    await store.end("run", "s", b"failed")
+    await store.trim("run", "s", 1000)
+    assert await client.xlen(key) == 1  # the end marker stays
+    assert await other.state("run", "s") == StreamState(10, True, b"failed")
+
+
+@pytest.mark.anyio
+async def test_large_positions_survive_lua_numbers(
+    redis_factory: Callable[..., RedisStore],
+) -> None:
+    # Lua prints numbers from 1e14 on in exponent form unless told otherwise.
+    store = redis_factory()
+    big = 2**50
+    assert await store.append_at_end("run", "s", big, b"x") == 0
+    assert await store.append_at_end("run", "s", 1, b"y") == big
+    share = await store.take("run", "s", "g", big - 1, timeout=0)
+    assert (share.start, share.stop) == (0, big - 1)
+    share = await store.take("run", "s", "g", 10, timeout=0)
+    assert (share.start, share.stop) == (big - 1, big)
+    await store.read("run", "s", big + 1, timeout=0, reader="r")
+    assert await store.cursors("run", "s") == {"g": big, "r": big + 1}
+    await store.trim("run", "s", big)
+    batch = await store.read("run", "s", 0, timeout=0)
+    assert [(c.start, c.count) for c in batch.chunks] == [(big, 1)]
+
+
+@pytest.mark.anyio
+async def test_another_process_wakes_a_blocked_take_promptly(
+    redis_factory: Callable[..., RedisStore],
+) -> None:
+    member_store, writer_store = redis_factory(), redis_factory()
+    latencies: list[float] = []
+
+    async def member(stream: str, started: list[float]) -> None:
+        share = await member_store.take("run", stream, "g", 5, timeout=10)
+        latencies.append(anyio.current_time() - started[0])
+        assert share.chunk is not None
+
+    for i in range(10):
+        started: list[float] = []
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(member, f"s{i}", started)
+            await wait_all_tasks_blocked()
+            started.append(anyio.current_time())
+            await writer_store.append_at_end("run", f"s{i}", 1, b"x")
+    assert statistics.median(latencies) < 0.05, latencies

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from types import TracebackType
 
-__all__ = ("Batch", "Chunk", "Store", "StreamState")
+__all__ = ("Batch", "Chunk", "Share", "Store", "StreamState")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -55,6 +55,19 @@ class Batch:
     #: chunk may start before it (the reader skips what it has seen).
     chunks: Sequence[Chunk]
     #: Set once the stream has ended and ``chunks`` reach its last value.
+    end: StreamState | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Share:
+    """The values ``Store.take()`` handed to one member of a group."""
+
+    #: The batch holding them; None when nothing was taken.
+    chunk: Chunk | None
+    #: Positions ``start`` to ``stop - 1`` of the stream are this member's alone.
+    start: int
+    stop: int
+    #: Set once the stream has ended and the group has taken every value.
     end: StreamState | None = None
 
 
@@ -97,13 +110,70 @@ class Store(ABC):
         """
 
     @abstractmethod
+    async def append_at_end(
+        self, run_id: str, stream: str, count: int, data: bytes
+    ) -> int:
+        """Append a batch after whatever the stream holds (for several producers).
+
+        Unlike ``append``, not idempotent: the instances of a scaled-out processor
+        share their output stream this way.
+
+        Returns:
+            The position of the batch's first value.
+
+        Raises:
+            StreamClosedError: the stream has ended.
+        """
+
+    @abstractmethod
     async def read(
-        self, run_id: str, stream: str, position: int, *, timeout: float
+        self,
+        run_id: str,
+        stream: str,
+        position: int,
+        *,
+        timeout: float,
+        reader: str | None = None,
     ) -> Batch:
         """Return the chunks holding values from ``position`` on.
 
         Returns as soon as there is at least one such value or the stream has ended;
-        otherwise waits up to ``timeout`` seconds and returns an empty batch.
+        otherwise waits up to ``timeout`` seconds (0: not at all) and returns an
+        empty batch. A store may return fewer chunks than it holds; read again from
+        the end of the last one for the rest. Positions trimmed away are skipped:
+        the first chunk then starts after ``position``.
+
+        With ``reader``, the same call records that reader's cursor: it has
+        consumed every value before ``position`` (see ``cursors``).
+        """
+
+    @abstractmethod
+    async def take(
+        self,
+        run_id: str,
+        stream: str,
+        group: str,
+        max_count: int,
+        *,
+        timeout: float,
+    ) -> Share:
+        """Hand the next values no member of ``group`` has taken to this caller.
+
+        Each value of the stream goes to exactly one caller of the group, at most
+        ``max_count`` at a time, in stream order. Waits up to ``timeout`` seconds
+        for values like ``read``. The group's progress is its cursor, under the
+        group's name.
+        """
+
+    @abstractmethod
+    async def cursors(self, run_id: str, stream: str) -> dict[str, int]:
+        """Return how many values each named reader (or group) has consumed."""
+
+    @abstractmethod
+    async def trim(self, run_id: str, stream: str, before: int) -> None:
+        """Drop the chunks whose values all lie before position ``before``.
+
+        The stream's length and end stay as they are; only memory is freed.
         """
 
     @abstractmethod

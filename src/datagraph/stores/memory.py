@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
-import math
 import time
 from typing import TYPE_CHECKING
 
 import anyio
 
 from ..exceptions import StoreError, StreamClosedError
-from ._base import Batch, Chunk, Store, StreamState
+from ._base import Batch, Chunk, Share, Store, StreamState
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -26,6 +25,7 @@ class _Stream:
     chunks: list[Chunk] = dataclasses.field(default_factory=list)
     ends: list[int] = dataclasses.field(default_factory=list)  # chunk ends, for bisect
     length: int = 0
+    cursors: dict[str, int] = dataclasses.field(default_factory=dict)
     ended: bool = False
     error: bytes | None = None
     # One event per blocked read; set and dropped on the next change.
@@ -35,6 +35,23 @@ class _Stream:
         waiters, self.waiters = self.waiters, []
         for event in waiters:
             event.set()
+
+    def add(self, start: int, count: int, data: bytes) -> None:
+        self.chunks.append(Chunk(start, count, data))
+        self.ends.append(start + count)
+        self.length = start + count
+        self.wake()
+
+    async def wait(self, timeout: float) -> None:
+        """Wait for the next change, at most ``timeout`` seconds."""
+        event = anyio.Event()
+        self.waiters.append(event)
+        with anyio.move_on_after(max(timeout, 0)):
+            await event.wait()
+
+    def move_cursor(self, reader: str, position: int) -> None:
+        if position > self.cursors.get(reader, -1):
+            self.cursors[reader] = position
 
 
 @dataclasses.dataclass(slots=True)
@@ -112,11 +129,22 @@ class MemoryStore(Store):
             )
             raise StoreError(msg)
         if count:
-            s.chunks.append(Chunk(start, count, data))
-            s.ends.append(start + count)
-            s.length = start + count
-            s.wake()
+            s.add(start, count, data)
         return s.length
+
+    async def append_at_end(
+        self, run_id: str, stream: str, count: int, data: bytes
+    ) -> int:
+        """Append a batch after the stream's last value; see ``Store.append_at_end``."""
+        await anyio.lowlevel.checkpoint()
+        s = self._stream(run_id, stream)
+        if s.ended:
+            msg = f"stream {stream!r} of run {run_id} has ended; cannot append to it"
+            raise StreamClosedError(msg)
+        start = s.length
+        if count:
+            s.add(start, count, data)
+        return start
 
     async def end(self, run_id: str, stream: str, error: bytes | None = None) -> bool:
         """End the stream; see ``Store.end``."""
@@ -129,15 +157,21 @@ class MemoryStore(Store):
         return True
 
     async def read(
-        self, run_id: str, stream: str, position: int, *, timeout: float
+        self,
+        run_id: str,
+        stream: str,
+        position: int,
+        *,
+        timeout: float,
+        reader: str | None = None,
     ) -> Batch:
         """Return chunks from ``position`` on, waiting up to ``timeout``."""
         s = self._stream(run_id, stream)
-        if position >= s.length and not s.ended:
-            event = anyio.Event()
-            s.waiters.append(event)
-            with anyio.move_on_after(timeout if timeout >= 0 else math.inf):
-                await event.wait()
+        if reader is not None:
+            s.move_cursor(reader, position)
+        # Nothing held past the position (it is at the end, or trimmed away).
+        if bisect.bisect_right(s.ends, position) == len(s.chunks) and not s.ended:
+            await s.wait(timeout)
             # The stream object may have been dropped by delete_run meanwhile.
             s = self._stream(run_id, stream)
         else:
@@ -146,6 +180,54 @@ class MemoryStore(Store):
         chunks = s.chunks[first:]
         end = StreamState(s.length, True, s.error) if s.ended else None
         return Batch(chunks, end)
+
+    async def take(
+        self,
+        run_id: str,
+        stream: str,
+        group: str,
+        max_count: int,
+        *,
+        timeout: float,
+    ) -> Share:
+        """Hand the group's next untaken values to this caller; see ``Store.take``."""
+        deadline = anyio.current_time() + max(timeout, 0)
+        await anyio.lowlevel.checkpoint()
+        while True:
+            # The stream object may have been dropped by delete_run meanwhile.
+            s = self._stream(run_id, stream)
+            cursor = s.cursors.get(group, 0)
+            first = bisect.bisect_right(s.ends, cursor)
+            if first < len(s.chunks):
+                chunk = s.chunks[first]
+                start = max(cursor, chunk.start)  # positions trimmed away are skipped
+                stop = min(chunk.end, start + max(max_count, 1))
+                s.cursors[group] = stop
+                return Share(chunk, start, stop)
+            if s.ended:
+                end = StreamState(s.length, True, s.error)
+                return Share(None, cursor, cursor, end)
+            remaining = deadline - anyio.current_time()
+            if remaining <= 0:
+                return Share(None, cursor, cursor)
+            # Woken values may go to another member first: then wait again.
+            await s.wait(remaining)
+
+    async def cursors(self, run_id: str, stream: str) -> dict[str, int]:
+        """Return each reader's (and group's) position in the stream."""
+        await anyio.lowlevel.checkpoint()
+        run = self._run(run_id)
+        s = run.streams.get(stream) if run else None
+        return dict(s.cursors) if s is not None else {}
+
+    async def trim(self, run_id: str, stream: str, before: int) -> None:
+        """Forget the chunks that end at or before ``before``."""
+        await anyio.lowlevel.checkpoint()
+        run = self._run(run_id)
+        s = run.streams.get(stream) if run else None
+        if s is not None:
+            drop = bisect.bisect_right(s.ends, before)
+            del s.chunks[:drop], s.ends[:drop]
 
     async def state(self, run_id: str, stream: str) -> StreamState:
         """Return the stream's length and end state."""

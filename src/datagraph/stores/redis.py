@@ -38,7 +38,7 @@ import anyio.lowlevel
 
 from .. import _keys
 from ..exceptions import StoreConnectionError, StoreError, StreamClosedError
-from ._base import Batch, Chunk, Store, StreamState
+from ._base import Batch, Chunk, Share, Store, StreamState
 
 try:
     from glide import Batch as GlideBatch
@@ -81,10 +81,26 @@ _WAKE_TTL_MS = 3_600_000
 # Shared by the scripts below. KEYS[1] is always the key the script is about and
 # KEYS[2] (when used) the run's key set.
 _LUA_LIB = """
+local function id_position(id)
+  -- The position an entry id stands for: its milliseconds part.
+  return tonumber(string.sub(id, 1, string.find(id, '-', 1, true) - 1))
+end
+
 local function last_entry(key)
   -- Length of the stream at key, whether it has ended, and the end's error.
   local last = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)
-  if #last == 0 then return 0, false, nil end
+  if #last == 0 then
+    -- No stream, or one that trim emptied. Trim keeps the end marker, so such a
+    -- stream has not ended, and it still knows the id of its last entry.
+    if redis.call('EXISTS', key) == 0 then return 0, false, nil end
+    local info = redis.call('XINFO', 'STREAM', key)
+    for i = 1, #info, 2 do
+      if info[i] == 'last-generated-id' then
+        return id_position(info[i + 1]), false, nil
+      end
+    end
+    return 0, false, nil
+  end
   local id = last[1][1]
   local dash = string.find(id, '-', 1, true)
   local length = tonumber(string.sub(id, 1, dash - 1))
@@ -139,16 +155,43 @@ return {1, length, touch(KEYS[1], ARGV[1])}
 """
 )
 
-# ARGV: position, max entries, max bytes. Returns a flat list of triples
-# {id, count, data} in order, where an end marker has count -1 (no error, data '')
-# or -2 (data = the error). With nothing past the position, returns the end marker
-# triple if the stream has ended, else {length}.
+# ARGV: count, data, ttl_ms. Returns {status, length (= the batch's start), fresh};
+# status 0 written (or nothing to write), 2 ended.
+_APPEND_AT_END_LUA = (
+    _LUA_LIB
+    + """
+local length, ended = last_entry(KEYS[1])
+if ended then return {2, length, 0} end
+local count = tonumber(ARGV[1])
+if count == 0 then return {0, length, 0} end
+redis.call('XADD', KEYS[1], string.format('%d-0', length + count),
+           'n', ARGV[1], 'd', ARGV[2])
+return {0, length, touch(KEYS[1], ARGV[3])}
+"""
+)
+
+# KEYS: the stream, and with a reader also the run's key set and the stream's
+# cursors. ARGV: position, max entries, max bytes, and with a reader its name and
+# ttl_ms. Returns {fresh, ...}: fresh is 1 when recording the cursor started the
+# run's key set. The rest is a flat list of triples {id, count, data} in order,
+# where an end marker has count -1 (no error, data '') or -2 (data = the error).
+# With nothing past the position, the rest is the end marker triple if the stream
+# has ended, else {length}.
 _READ_LUA = (
     _LUA_LIB
     + """
+local fresh = 0
+if ARGV[4] then
+  -- Record the reader's cursor, only ever moving it forward.
+  local old = redis.call('HGET', KEYS[3], ARGV[4])
+  if not old or tonumber(old) < tonumber(ARGV[1]) then
+    redis.call('HSET', KEYS[3], ARGV[4], ARGV[1])
+    fresh = touch(KEYS[3], ARGV[5])
+  end
+end
 local cursor = '(' .. ARGV[1] .. '-0'
 local max_count, max_bytes = tonumber(ARGV[2]), tonumber(ARGV[3])
-local out, n, size = {}, 0, 0
+local out, n, size = {fresh}, 0, 0
 while n < max_count and size < max_bytes do
   local want = math.min(max_count - n, 64)
   local entries = redis.call('XRANGE', KEYS[1], cursor, '+', 'COUNT', want)
@@ -174,9 +217,50 @@ while n < max_count and size < max_bytes do
 end
 if n > 0 then return out end
 local length, ended, err = last_entry(KEYS[1])
-if not ended then return {length} end
-if err then return {string.format('%d-1', length), -2, err} end
-return {string.format('%d-1', length), -1, ''}
+if not ended then return {fresh, length} end
+if err then return {fresh, string.format('%d-1', length), -2, err} end
+return {fresh, string.format('%d-1', length), -1, ''}
+"""
+)
+
+# KEYS: the stream, the run's key set, the stream's cursors. ARGV: group,
+# max_count, ttl_ms. The group's cursor is the position of its next value; the
+# entry after it holds that value (or, its positions trimmed, the next one held).
+# Returns one of
+#   {0, cursor, length}                       nothing to take yet
+#   {1, start, stop, entry end, count, data, fresh}   positions start..stop-1 taken
+#   {2, cursor, length, has_error, error}    the stream ended, the group took all
+_TAKE_LUA = (
+    _LUA_LIB
+    + """
+local cursor = tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '0')
+local entries = redis.call('XRANGE', KEYS[1], string.format('(%d-0', cursor), '+',
+                           'COUNT', 1)
+if #entries == 0 then return {0, cursor, (last_entry(KEYS[1]))} end
+local id, f = entries[1][1], entries[1][2]
+local stop = id_position(id)
+if f[1] ~= 'n' then  -- the end marker
+  if f[3] == 'error' then return {2, cursor, stop, 1, f[4]} end
+  return {2, cursor, stop, 0, ''}
+end
+local count = tonumber(f[2])
+local start = math.max(cursor, stop - count)
+local taken = math.min(stop, start + tonumber(ARGV[2]))
+redis.call('HSET', KEYS[3], ARGV[1], string.format('%d', taken))
+return {1, start, taken, stop, count, f[4], touch(KEYS[3], ARGV[3])}
+"""
+)
+
+# ARGV: before. Drops the entries whose values all lie before it, never the end
+# marker (it holds the length and the error). Returns how many were dropped.
+_TRIM_LUA = (
+    _LUA_LIB
+    + """
+local before = tonumber(ARGV[1])
+local length, ended = last_entry(KEYS[1])
+local min_id = string.format('%d-0', before + 1)
+if ended and before >= length then min_id = string.format('%d-1', length) end
+return redis.call('XTRIM', KEYS[1], 'MINID', min_id)
 """
 )
 
@@ -215,6 +299,7 @@ redis.call('PEXPIRE', KEYS[1], ARGV[1])
 """
 
 _APPENDED, _HELD, _CLOSED, _GAP = 0, 1, 2, 3
+_NOTHING, _TAKEN, _ALL_TAKEN = 0, 1, 2
 
 
 def _script(code: str) -> Any:
@@ -231,6 +316,9 @@ class _Scripts:
         self.append = _script(_APPEND_LUA)
         self.end = _script(_END_LUA)
         self.read = _script(_READ_LUA)
+        self.append_at_end = _script(_APPEND_AT_END_LUA)
+        self.take = _script(_TAKE_LUA)
+        self.trim = _script(_TRIM_LUA)
         self.state = _script(_STATE_LUA)
         self.set_fields = _script(_SET_FIELDS_LUA)
         self.claim = _script(_CLAIM_LUA)
@@ -666,33 +754,148 @@ class RedisStore(Store):
             session.wake(key.encode())
         return bool(ended)
 
+    async def append_at_end(
+        self, run_id: str, stream: str, count: int, data: bytes
+    ) -> int:
+        """Append a batch after the stream's last value; see ``Store.append_at_end``.
+
+        One script checks the length and writes at it, so producers racing on one
+        stream each get their own positions.
+        """
+        if count < 0:
+            msg = f"count must not be negative, got {count}"
+            raise ValueError(msg)
+        key = _keys.stream_key(self.prefix, run_id, stream)
+        operation = f"append to stream {stream!r} of run {run_id}"
+        session, client = await self._client(operation)
+        with self._errors(operation):
+            status, start, fresh = await client.invoke_script(
+                self._scripts.append_at_end,
+                keys=[key, _keys.keys_key(self.prefix, run_id)],
+                args=[str(count), data, self._ttl_ms],
+            )
+        if fresh:
+            await self._index(client, run_id)
+        if status == _CLOSED:
+            msg = (
+                f"stream {stream!r} of run {run_id} has ended after {start} values; "
+                f"cannot append {count} more"
+            )
+            raise StreamClosedError(msg)
+        if count:
+            session.wake(key.encode())
+        return int(start)
+
     async def read(
-        self, run_id: str, stream: str, position: int, *, timeout: float
+        self,
+        run_id: str,
+        stream: str,
+        position: int,
+        *,
+        timeout: float,
+        reader: str | None = None,
     ) -> Batch:
         """Return chunks from ``position`` on, waiting up to ``timeout``.
 
         See ``Store.read``. Returns at most 512 chunks, and stops adding chunks
         once they hold 8 MiB; read again from the end of the last one for more.
+        The script that reads also records ``reader``'s cursor.
         """
         key = _keys.stream_key(self.prefix, run_id, stream)
         deadline = anyio.current_time() + max(timeout, 0.0)
         operation = f"read stream {stream!r} of run {run_id}"
         session, client = await self._client(operation)
+        keys = [key]
+        args = [str(position), str(_READ_COUNT), str(_READ_BYTES)]
+        if reader is not None:
+            keys += (
+                _keys.keys_key(self.prefix, run_id),
+                _keys.cursors_key(self.prefix, run_id, stream),
+            )
+            args += (reader, self._ttl_ms)
         while True:
             with self._errors(operation):
                 reply = await client.invoke_script(
-                    self._scripts.read,
-                    keys=[key],
-                    args=[str(position), str(_READ_COUNT), str(_READ_BYTES)],
+                    self._scripts.read, keys=keys, args=args
                 )
-            if len(reply) > 1:
-                return _parse_entries(reply)
+            if reply[0]:  # the cursor was the run's first key
+                await self._index(client, run_id)
+            if len(reply) > 2:
+                return _parse_entries(reply, 1)
             if anyio.current_time() >= deadline:
                 return Batch(())
             # Wait for entries past what the stream holds now: a reader asking
             # beyond the end must still hear that the stream ended.
-            length = int(reply[0])
+            length = int(reply[1])
             await session.wait(key.encode(), min(position, length), deadline)
+
+    async def take(
+        self,
+        run_id: str,
+        stream: str,
+        group: str,
+        max_count: int,
+        *,
+        timeout: float,
+    ) -> Share:
+        """Hand the group's next untaken values to this caller; see ``Store.take``.
+
+        One script reads the group's cursor, finds the entry after it and moves the
+        cursor past what it hands out, so every value goes to one member however
+        many race. The share's chunk is the whole batch holding its values.
+        """
+        key = _keys.stream_key(self.prefix, run_id, stream)
+        deadline = anyio.current_time() + max(timeout, 0.0)
+        operation = f"take from stream {stream!r} of run {run_id} for {group!r}"
+        session, client = await self._client(operation)
+        keys = [
+            key,
+            _keys.keys_key(self.prefix, run_id),
+            _keys.cursors_key(self.prefix, run_id, stream),
+        ]
+        args = [group, str(max(max_count, 1)), self._ttl_ms]
+        while True:
+            with self._errors(operation):
+                reply = await client.invoke_script(
+                    self._scripts.take, keys=keys, args=args
+                )
+            if reply[0] == _TAKEN:
+                _, start, stop, end, count, data, fresh = reply
+                if fresh:
+                    await self._index(client, run_id)
+                return Share(Chunk(end - count, count, data), start, stop)
+            cursor, length = int(reply[1]), int(reply[2])
+            if reply[0] == _ALL_TAKEN:
+                error = reply[4] if reply[3] else None
+                return Share(None, cursor, cursor, StreamState(length, True, error))
+            if anyio.current_time() >= deadline:
+                return Share(None, cursor, cursor)
+            await session.wait(key.encode(), min(cursor, length), deadline)
+
+    async def cursors(self, run_id: str, stream: str) -> dict[str, int]:
+        """Return each reader's (and group's) position; see ``Store.cursors``."""
+        key = _keys.cursors_key(self.prefix, run_id, stream)
+        operation = f"get the cursors of stream {stream!r} of run {run_id}"
+        _, client = await self._client(operation)
+        with self._errors(operation):
+            found = await client.hgetall(key)
+        return {name.decode(): int(value) for name, value in found.items()}
+
+    async def trim(self, run_id: str, stream: str, before: int) -> None:
+        """Drop the entries whose values all lie before ``before`` (XTRIM MINID).
+
+        See ``Store.trim``. The end marker stays, and a stream trimmed empty still
+        knows its length (Redis keeps the id of its last entry).
+        """
+        if before <= 0:
+            return
+        key = _keys.stream_key(self.prefix, run_id, stream)
+        operation = f"trim stream {stream!r} of run {run_id}"
+        _, client = await self._client(operation)
+        with self._errors(operation):
+            await client.invoke_script(
+                self._scripts.trim, keys=[key], args=[str(before)]
+            )
 
     async def state(self, run_id: str, stream: str) -> StreamState:
         """Return the stream's length and end state; see ``Store.state``."""
@@ -806,11 +1009,14 @@ class RedisStore(Store):
             await session.close()
 
 
-def _parse_entries(reply: list[Any]) -> Batch:
-    """Turn the read script's flat ``[id, count, data, ...]`` list into a batch."""
+def _parse_entries(reply: list[Any], offset: int) -> Batch:
+    """Turn the read script's flat ``[id, count, data, ...]`` list into a batch.
+
+    The triples start at ``reply[offset]``.
+    """
     chunks: list[Chunk] = []
     end: StreamState | None = None
-    for i in range(0, len(reply), 3):
+    for i in range(offset, len(reply), 3):
         stop = int(reply[i].partition(b"-")[0])
         count = int(reply[i + 1])
         if count >= 0:

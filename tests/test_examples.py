@@ -1,0 +1,194 @@
+"""The examples and the W3 benchmark, run as a user runs them: as scripts.
+
+Each runs in a subprocess with this interpreter, on the embedded store and on the
+test Redis (through ``DATAGRAPH_REDIS_URL``, the way a user points them at one).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import sqlite3
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SEED = ROOT / "examples" / "seed.py"
+ETL = ROOT / "examples" / "etl.py"
+W3 = ROOT / "benchmarks" / "w3.py"
+
+
+def run_script(
+    script: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run a script with this interpreter; fail with its output if it fails."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("DATAGRAPH_")}
+    proc = subprocess.run(
+        [sys.executable, str(script), *args],
+        env={**clean, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=50,
+        check=False,
+    )
+    assert proc.returncode == 0, (
+        f"{script.name} {' '.join(args)} exited with {proc.returncode}\n"
+        f"--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
+    )
+    return proc
+
+
+def _redis_command(url: str, *words: str) -> bytes:
+    """Send one command to a plain ``redis://`` server; return the raw reply."""
+    parts = urlsplit(url)
+    commands: list[tuple[str, ...]] = []
+    if parts.password:
+        user = unquote(parts.username or "default")
+        commands.append(("AUTH", user, unquote(parts.password)))
+    commands.extend([("SELECT", parts.path.strip("/") or "0"), words])
+    payload = b"".join(
+        f"*{len(c)}\r\n".encode()
+        + b"".join(f"${len(w.encode())}\r\n{w}\r\n".encode() for w in c)
+        for c in commands
+    )
+    with socket.create_connection(
+        (parts.hostname or "localhost", parts.port or 6379), timeout=5
+    ) as sock:
+        sock.sendall(payload)
+        reply = b""
+        while reply.count(b"\r\n") < len(commands) or not reply.endswith(b"\r\n"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            reply += chunk
+    return reply
+
+
+def redis_key_count(url: str, prefix: str) -> int:
+    """Count the keys under ``prefix`` (then delete them: the test is done)."""
+    reply = _redis_command(url, "EVAL", _COUNT_AND_DELETE, "0", f"{prefix}*")
+    match = re.search(rb":(\d+)\r\n$", reply)
+    assert match, f"unexpected reply from Redis: {reply!r}"
+    return int(match.group(1))
+
+
+_COUNT_AND_DELETE = """
+local keys = redis.call('KEYS', ARGV[1])
+for _, key in ipairs(keys) do redis.call('DEL', key) end
+return #keys
+"""
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+def store_env(request: pytest.FixtureRequest) -> dict[str, str]:
+    """The environment selecting a store: none (memory) or the test Redis."""
+    if request.param == "memory":
+        return {}
+    url: str = request.getfixturevalue("redis_url")
+    # A key prefix of this test's own, to check that the data went to Redis.
+    prefix = f"dgtest-ex-{uuid.uuid4().hex[:12]}"
+    return {"DATAGRAPH_REDIS_URL": url, "DATAGRAPH_PREFIX": prefix}
+
+
+def assert_used_redis(env: dict[str, str]) -> None:
+    """Check that a run left its data in Redis (it would pass unnoticed on memory)."""
+    url = env.get("DATAGRAPH_REDIS_URL")
+    if url is None or urlsplit(url).scheme != "redis":
+        return  # memory store, or a TLS server this raw client cannot talk to
+    assert redis_key_count(url, env["DATAGRAPH_PREFIX"]) > 0, (
+        f"nothing under {env['DATAGRAPH_PREFIX']!r} in Redis: the example did not "
+        "use DATAGRAPH_REDIS_URL"
+    )
+
+
+def test_seed_prints_the_seed_output_on_trio_then_asyncio(
+    store_env: dict[str, str],
+) -> None:
+    proc = run_script(SEED, env=store_env)
+    assert proc.stdout.split() == ["0", "2", "4", "6", "8"] * 2
+    assert_used_redis(store_env)
+
+
+def _number(pattern: str, text: str) -> int:
+    match = re.search(pattern, text, re.MULTILINE)
+    assert match, f"no match for {pattern!r} in:\n{text}"
+    return int(match.group(1))
+
+
+def _seconds(pattern: str, text: str) -> float:
+    match = re.search(pattern, text, re.MULTILINE)
+    assert match, f"no match for {pattern!r} in:\n{text}"
+    return float(match.group(1))
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_etl_streams_files_into_sqlite(
+    store_env: dict[str, str], backend: str, tmp_path: Path
+) -> None:
+    proc = run_script(
+        ETL, "--files", "60", "--backend", backend, "--dir", str(tmp_path),
+        env=store_env,
+    )  # fmt: skip
+    out = proc.stdout
+    assert f"backend {backend}" in out
+    expected_store = "RedisStore at" if store_env else "MemoryStore (embedded"
+    assert expected_store in out
+
+    # Streaming: the first batch was committed while files were still being read.
+    assert "-> first record loaded before extraction finished" in out
+    first = _seconds(r"first record loaded at ([\d.]+)s", out)
+    extracted = _seconds(r"extraction finished at ([\d.]+)s", out)
+    assert first < extracted
+
+    # Every generated line is accounted for: good ones loaded, bad ones rejected.
+    lines = _number(r"JSON files, (\d+) order lines", out)
+    bad = _number(r"order lines, (\d+) of them bad", out)
+    assert _number(r"^  files +(\d+)", out) == 60
+    loaded = _number(r"^  records loaded +(\d+)", out)
+    assert loaded == lines - bad > 0
+    assert _number(r"^  rejects +(\d+)", out) == bad > 0
+    assert re.search(r"^  check +OK", out, re.MULTILINE)
+
+    # And the database says the same.
+    with sqlite3.connect(tmp_path / "etl.sqlite3") as db:
+        (rows,) = db.execute("SELECT count(*) FROM orders").fetchone()
+        (bad_rows,) = db.execute(
+            "SELECT count(*) FROM orders WHERE quantity <= 0 OR email NOT LIKE '%@%'"
+        ).fetchone()
+    db.close()
+    assert rows == loaded
+    assert bad_rows == 0
+    assert_used_redis(store_env)
+
+
+@pytest.mark.redis
+def test_etl_takes_a_redis_url_option(redis_url: str, tmp_path: Path) -> None:
+    proc = run_script(
+        ETL, "--files", "30", "--redis-url", redis_url, "--dir", str(tmp_path)
+    )
+    assert "RedisStore at" in proc.stdout
+    assert "-> first record loaded before extraction finished" in proc.stdout
+
+
+def test_w3_benchmark_quick_run_on_memory() -> None:
+    proc = run_script(W3, "--quick", "--store", "memory", "--backend", "asyncio")
+    assert re.search(
+        r"^datagraph, memory store +asyncio +[\d,]+ +[\d.]+x", proc.stdout, re.M
+    )
+    assert re.search(r"^anyio streams.* asyncio +[\d,]+ +1\.00x", proc.stdout, re.M)
+
+
+@pytest.mark.redis
+def test_w3_benchmark_quick_run_on_redis(redis_url: str) -> None:
+    proc = run_script(
+        W3, "--quick", "--store", "redis", "--backend", "trio", "--redis-url", redis_url
+    )
+    assert re.search(
+        r"^datagraph, redis store +trio +[\d,]+ +[\d.]+x", proc.stdout, re.M
+    )

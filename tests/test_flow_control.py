@@ -1,0 +1,193 @@
+"""Backpressure and trimming: memory stays bounded, and nothing deadlocks."""
+
+from collections.abc import AsyncIterator
+
+import anyio
+import anyio.lowlevel
+import pytest
+
+from datagraph import IO, Flow, IOVal, LocalExecutor, Processor, Store, Supervisor
+
+pytestmark = pytest.mark.anyio
+
+TIMEOUT = 10
+WINDOW = 64
+BATCH = 8
+
+
+@pytest.fixture
+def supervisor(store: Store) -> Supervisor:
+    return Supervisor(
+        store=store, executor=LocalExecutor(), window=WINDOW, batch_size=BATCH
+    )
+
+
+
+
+source = Processor(name="fc_source", inputs=["fc_n"], outputs=["fc_numbers"])
+
+
+@source
+async def _source(fc_n: IO[int]) -> AsyncIterator[int]:
+    for i in range(await fc_n.first()):
+        yield i
+        await anyio.lowlevel.checkpoint()  # let the flusher run: small batches
+
+
+release = anyio.Event()
+reading = anyio.Event()
+gated = Processor(name="fc_gated", inputs=["fc_n"], outputs=["fc_numbers"])
+
+
+@gated
+async def _gated(fc_n: IO[int]) -> AsyncIterator[int]:
+    # Readers count from their first read: start producing once the reader is in.
+    await reading.wait()
+    for i in range(await fc_n.first()):
+        yield i
+        await anyio.lowlevel.checkpoint()
+
+
+slow_reader = Processor(name="fc_slow", inputs=["fc_numbers"], outputs=["fc_total"])
+
+
+@slow_reader
+async def _slow(fc_numbers: IO[int]) -> AsyncIterator[int]:
+    total = 0
+    values = fc_numbers.stream()
+    reading.set()  # its first read (below) records the reader before any checkpoint
+    async for value in values:
+        if value == 0:
+            await release.wait()
+        total += value
+    yield total
+
+
+async def test_a_slow_reader_holds_the_producer_back(
+    supervisor: Supervisor, store: Store
+) -> None:
+    global release, reading
+    release, reading = anyio.Event(), anyio.Event()
+    flow = Flow.from_processors(gated, slow_reader).resolve()
+    with anyio.fail_after(TIMEOUT):
+        run = await supervisor.start_flow(flow, inputs=[IOVal("fc_n", 10_000)])
+        # Wait until the producer is stuck (the reader sits on its first value).
+        previous = -1
+        while True:
+            await anyio.wait_all_tasks_blocked()
+            written = (await store.state(run.id, "fc_numbers")).length
+            if written == previous:
+                break
+            previous = written
+            await anyio.sleep(0.05)
+        assert 0 < written <= WINDOW + 2 * BATCH
+        release.set()
+        assert await run["fc_total"].collect() == [sum(range(10_000))]
+        await run.wait()
+
+
+late = Processor(
+    name="fc_late", inputs=["fc_numbers"], outputs=["fc_late_total"], wait=True
+)
+
+
+@late
+async def _late(fc_numbers: IO[int]) -> int:
+    return sum(await fc_numbers.collect())
+
+
+async def test_waiting_readers_and_external_readers_never_block_a_producer(
+    supervisor: Supervisor,
+) -> None:
+    flow = Flow.from_processors(source, late).resolve()
+    with anyio.fail_after(TIMEOUT):
+        run = await supervisor.start_flow(
+            flow, inputs=[IOVal("fc_n", 2_000)], all_outputs=True
+        )
+        await run.wait()  # nobody read fc_numbers while it was written
+        assert await run["fc_late_total"].collect() == [sum(range(2_000))]
+        assert len(await run["fc_numbers"].collect()) == 2_000
+
+
+quitter = Processor(name="fc_quitter", inputs=["fc_numbers"], outputs=["fc_first"])
+
+
+@quitter
+async def _quitter(fc_numbers: IO[int]) -> int:
+    return int(await fc_numbers.first())
+
+
+async def test_a_reader_that_finished_early_stops_holding_the_producer(
+    supervisor: Supervisor,
+) -> None:
+    flow = Flow.from_processors(source, quitter).resolve()
+    with anyio.fail_after(TIMEOUT):
+        run = await supervisor.start_flow(flow, inputs=[IOVal("fc_n", 2_000)])
+        await run.wait()
+        assert await run["fc_first"].collect() == [0]
+
+
+double = Processor(name="fc_double", inputs=["fc_numbers"], outputs=["fc_doubled"])
+
+
+@double
+async def _double(fc_numbers: IO[int]) -> AsyncIterator[int]:
+    async for value in fc_numbers.stream():
+        yield value * 2
+
+
+async def test_intermediate_streams_are_trimmed_and_outputs_kept(
+    supervisor: Supervisor, store: Store
+) -> None:
+    flow = Flow.from_processors(source, double).resolve()
+    with anyio.fail_after(TIMEOUT):
+        run = await supervisor.start_flow(flow, inputs=[IOVal("fc_n", 3_000)])
+        await run.wait()
+        held = await store.read(run.id, "fc_numbers", 0, timeout=0)
+        assert held.chunks[0].start > 0  # read by every reader, then freed
+        assert held.end is not None
+        assert held.end.length == 3_000  # trimming frees memory, not positions
+        assert await run["fc_doubled"].collect() == [2 * i for i in range(3_000)]
+
+
+async def test_nothing_is_trimmed_when_a_run_hands_back_every_stream(
+    supervisor: Supervisor,
+) -> None:
+    flow = Flow.from_processors(source, double).resolve()
+    with anyio.fail_after(TIMEOUT):
+        run = await supervisor.start_flow(
+            flow, inputs=[IOVal("fc_n", 3_000)], all_outputs=True
+        )
+        await run.wait()
+        assert await run["fc_numbers"].collect() == list(range(3_000))
+
+
+retried = Processor(
+    name="fc_retried", inputs=["fc_numbers"], outputs=["fc_sum"], retries=1
+)
+attempts: list[int] = []
+
+
+@retried
+async def _retried(fc_numbers: IO[int]) -> int:
+    total = 0
+    async for value in fc_numbers.stream():
+        total += value
+    attempts.append(total)
+    if len(attempts) == 1:
+        raise RuntimeError("first attempt fails after reading everything")
+    return total
+
+
+async def test_inputs_of_a_processor_with_retries_are_kept_for_the_retry(
+    supervisor: Supervisor, store: Store
+) -> None:
+    attempts.clear()
+    flow = Flow.from_processors(source, retried).resolve()
+    with anyio.fail_after(TIMEOUT):
+        run = await supervisor.start_flow(flow, inputs=[IOVal("fc_n", 3_000)])
+        assert await run["fc_sum"].collect() == [sum(range(3_000))]
+        await run.wait()
+    assert attempts == [sum(range(3_000))] * 2
+    held = await store.read(run.id, "fc_numbers", 0, timeout=0)
+    assert held.chunks[0].start == 0

@@ -22,8 +22,6 @@ def supervisor(store: Store) -> Supervisor:
     )
 
 
-
-
 source = Processor(name="fc_source", inputs=["fc_n"], outputs=["fc_numbers"])
 
 

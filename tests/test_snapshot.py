@@ -35,9 +35,7 @@ async def _halves(sn_values: IO[int]) -> AsyncIterator[float]:
         yield value / 2
 
 
-summed = Processor(
-    name="sn_sum", inputs=["sn_halved"], outputs=["sn_total"], wait=True
-)
+summed = Processor(name="sn_sum", inputs=["sn_halved"], outputs=["sn_total"], wait=True)
 
 
 @summed

@@ -285,7 +285,7 @@ class ProcessorRun:
         beat_every = settings.lease / 3
         last_beat = time.monotonic()
         while True:
-            await anyio.sleep(settings.read_timeout)
+            await anyio.sleep(min(settings.read_timeout, beat_every))
             if await self._cancelled():
                 self._stopped_by_cancel = True
                 scope.cancel()

@@ -7,13 +7,13 @@ Prints 0 2 4 6 8 on trio, then again on asyncio. Uses the Redis server named by
     DATAGRAPH_REDIS_URL=redis://localhost:6379/0 python examples/seed.py
 
 The code below is the seed's own, line for line (which is why it is exempt from
-import sorting, formatting and two mypy checks), except that it imports ``os``,
-picks the store from the environment and runs on both backends. The seed annotates
-the run handle as ``dict[str, IO[Any]]``; ``start_flow`` actually returns a ``Run``,
-which is a ``Mapping[str, IO[Any]]`` (annotate it so in your own code).
+import sorting, formatting and mypy's check for unannotated functions), except that
+it imports ``os``, picks the store from the environment and runs on both backends.
+``start_flow`` returns a ``Run``, a ``dict[str, IO[Any]]`` of the outputs that
+also carries the run's id, status and controls.
 """
 # ruff: noqa: I001
-# mypy: disable-error-code="no-untyped-def,assignment"
+# mypy: disable-error-code="no-untyped-def"
 # fmt: off
 
 import os

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._base import Batch as Batch
 from ._base import Chunk as Chunk
+from ._base import Share as Share
 from ._base import Store as Store
 from ._base import StreamState as StreamState
 from .memory import MemoryStore as MemoryStore
@@ -22,6 +23,7 @@ __all__ = (
     "Chunk",
     "MemoryStore",
     "RedisStore",
+    "Share",
     "Store",
     "StreamState",
     "open_store",

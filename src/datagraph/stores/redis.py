@@ -7,6 +7,13 @@ after ``<p>-0``. The end of a stream is the entry ``<length>-1``, right after it
 batch. Appends and ends are Lua scripts, so checking a stream's length and writing it
 is one atomic step however many producers race.
 
+Readers' cursors and groups' cursors share one hash per stream (reader or group name
+-> position). The read script records a reader's cursor in the same call, and the
+take script moves a group's cursor past the values it hands out, so both stay one
+round trip. Trimming (XTRIM MINID) never drops the end marker, and a stream trimmed
+empty still knows its length: Redis keeps the id of its last entry (XINFO STREAM
+``last-generated-id``), which is also why new appends still need higher ids.
+
 Blocking reads share connections. A Redis connection that runs ``XREAD BLOCK`` can
 serve nothing else until it returns (measured with valkey-glide 2.6: a PING sent on
 the same multiplexed client waited out the whole block), so each event loop uses two

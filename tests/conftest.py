@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, cast
 
 import pytest
 
+from datagraph import LocalExecutor, Supervisor
 from datagraph.stores.memory import MemoryStore
 
 if TYPE_CHECKING:
@@ -138,3 +139,9 @@ async def store(
         finally:
             if not isinstance(fresh, MemoryStore):
                 await delete_keys(cast("RedisStore", fresh))
+
+
+@pytest.fixture
+def supervisor(store: Store) -> Supervisor:
+    """A supervisor on the test's store, running processors in this process."""
+    return Supervisor(store=store, executor=LocalExecutor())

@@ -26,11 +26,6 @@ pytestmark = pytest.mark.anyio
 TIMEOUT = 10
 
 
-@pytest.fixture
-def supervisor(store: Store) -> Supervisor:
-    return Supervisor(store=store, executor=LocalExecutor())
-
-
 async def _run(
     supervisor: Supervisor, proc: Processor, inputs: list[IOVal[Any]], output: str
 ) -> list[Any]:

@@ -17,29 +17,15 @@ from datagraph import (
     EmptyStreamError,
     Flow,
     IOVal,
-    LocalExecutor,
     Processor,
-    Run,
-    Store,
     Supervisor,
     UpstreamError,
 )
+from helpers import start
 
 pytestmark = pytest.mark.anyio
 
 TIMEOUT = 10
-
-
-@pytest.fixture
-def supervisor(store: Store) -> Supervisor:
-    return Supervisor(store=store, executor=LocalExecutor())
-
-
-async def _start(
-    supervisor: Supervisor, *procs: Processor, inputs: list[IOVal[Any]] | None = None
-) -> Run:
-    flow = Flow.from_processors(*procs).resolve()
-    return await supervisor.start_flow(flow, inputs=inputs or [])
 
 
 async def test_stream_yields_values_as_they_are_written(supervisor: Supervisor) -> None:
@@ -54,7 +40,7 @@ async def test_stream_yields_values_as_they_are_written(supervisor: Supervisor) 
         yield 3
 
     with anyio.fail_after(TIMEOUT):
-        run = await _start(supervisor, proc)
+        run = await start(supervisor, proc)
         seen: list[int] = []
         async for value in run["out"].stream():
             seen.append(value)
@@ -75,7 +61,7 @@ async def test_io_is_async_iterable(supervisor: Supervisor) -> None:
             yield letter
 
     with anyio.fail_after(TIMEOUT):
-        run = await _start(supervisor, proc)
+        run = await start(supervisor, proc)
         assert [v async for v in run["out"]] == ["a", "b", "c"]
         await run.wait()
 
@@ -90,7 +76,7 @@ async def test_collect_returns_every_value_in_order(supervisor: Supervisor) -> N
             yield i
 
     with anyio.fail_after(TIMEOUT):
-        run = await _start(supervisor, proc)
+        run = await start(supervisor, proc)
         assert await run["out"].collect() == list(range(count))
         # A second call reads the stream from its start again.
         assert await run["out"].collect() == list(range(count))
@@ -107,7 +93,7 @@ async def test_bare_values_go_to_the_single_output(supervisor: Supervisor) -> No
             yield IOVal("only", v * 10 + 1)
 
     with anyio.fail_after(TIMEOUT):
-        run = await _start(supervisor, proc, inputs=[IOVal("x", 1), IOVal("x", 2)])
+        run = await start(supervisor, proc, inputs=[IOVal("x", 1), IOVal("x", 2)])
         assert await run["only"].collect() == [10, 11, 20, 21]
         await run.wait()
 
@@ -140,7 +126,7 @@ async def test_many_readers_each_see_every_value_in_order(
         return IOVal("total", sum(await numbers.collect()))
 
     with anyio.fail_after(TIMEOUT):
-        run = await _start(supervisor, source, doubler, summer)
+        run = await start(supervisor, source, doubler, summer)
         assert set(run) == {"doubled", "total"}
         results: list[list[int]] = []
         started = 0
@@ -199,7 +185,7 @@ async def test_first_returns_while_the_stream_is_still_open(
         await release.wait()
 
     with anyio.fail_after(TIMEOUT):
-        run = await _start(supervisor, proc)
+        run = await start(supervisor, proc)
         assert await run["out"].first() == 42
         assert not await run["out"].is_complete()
         release.set()
@@ -215,7 +201,7 @@ async def test_first_of_an_empty_stream(supervisor: Supervisor) -> None:
         await x.collect()
 
     with anyio.fail_after(TIMEOUT):
-        run = await _start(supervisor, proc, inputs=[IOVal("x", 1)])
+        run = await start(supervisor, proc, inputs=[IOVal("x", 1)])
         await run.wait()
         assert await run["out"].first(None) is None
         assert await run["out"].first("fallback") == "fallback"
@@ -240,7 +226,7 @@ async def test_first_of_a_failed_stream_raises_the_failure(
         yield 0
 
     with anyio.fail_after(TIMEOUT):
-        run = await _start(supervisor, proc)
+        run = await start(supervisor, proc)
         with pytest.raises(UpstreamError) as excinfo:
             await run["out"].first("default is only for a clean end")
         assert excinfo.value.processor == "io_first_failed"
@@ -256,7 +242,7 @@ async def test_is_complete(supervisor: Supervisor) -> None:
         await release.wait()
 
     with anyio.fail_after(TIMEOUT):
-        run = await _start(supervisor, proc)
+        run = await start(supervisor, proc)
         assert await run["out"].first() == 1
         assert not await run["out"].is_complete()
         release.set()
@@ -285,7 +271,7 @@ async def test_stream_with_zips_to_the_shortest(supervisor: Supervisor) -> None:
     letters, numbers = _zip_processors("io_zip")
 
     with anyio.fail_after(TIMEOUT):
-        run = await _start(supervisor, letters, numbers)
+        run = await start(supervisor, letters, numbers)
         rows = [row async for row in run["letters"].stream_with(run["numbers"])]
         assert rows == [("a", 0), ("b", 1), ("c", 2)]
         await run.wait()
@@ -295,7 +281,7 @@ async def test_stream_with_pads_to_the_longest(supervisor: Supervisor) -> None:
     letters, numbers = _zip_processors("io_zip_pad")
 
     with anyio.fail_after(TIMEOUT):
-        run = await _start(supervisor, letters, numbers)
+        run = await start(supervisor, letters, numbers)
         rows = [
             row async for row in run["numbers"].stream_with(run["letters"], pad=True)
         ]
@@ -322,7 +308,7 @@ async def test_stream_with_inside_a_processor(supervisor: Supervisor) -> None:
             yield f"{letter}{number}"
 
     with anyio.fail_after(TIMEOUT):
-        run = await _start(supervisor, letters, numbers, pair)
+        run = await start(supervisor, letters, numbers, pair)
         assert await run["pairs"].collect() == ["a0", "b1", "c2"]
         await run.wait()
 
@@ -348,7 +334,7 @@ async def test_as_available_merges_streams_as_values_arrive(
         yield "b"
 
     with anyio.fail_after(TIMEOUT):
-        run = await _start(supervisor, slow, fast)
+        run = await start(supervisor, slow, fast)
         merged: list[IOVal[Any]] = []
         async for item in run["slow"].as_available(run["fast"]):
             merged.append(item)
@@ -377,7 +363,7 @@ async def test_as_available_raises_an_upstream_failure(supervisor: Supervisor) -
         raise RuntimeError(msg)
 
     with anyio.fail_after(TIMEOUT):
-        run = await _start(supervisor, good, bad)
+        run = await start(supervisor, good, bad)
         with pytest.raises(UpstreamError) as excinfo:
             async for _ in run["good"].as_available(run["bad"]):
                 pass
@@ -401,7 +387,7 @@ async def test_leaving_as_available_early(supervisor: Supervisor) -> None:
         yield 2
 
     with anyio.fail_after(TIMEOUT):
-        run = await _start(supervisor, a, b)
+        run = await start(supervisor, a, b)
         async with aclosing(run["a"].as_available(run["b"])) as merged:
             async for item in merged:
                 assert item == IOVal("a", 1)

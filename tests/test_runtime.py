@@ -7,7 +7,7 @@ Every coordination between a test and its processors goes through ``anyio.Event`
 
 import dataclasses
 import threading
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import anyio
@@ -25,7 +25,6 @@ from datagraph import (
     PickleSerializer,
     Processor,
     ProcessorNotFoundError,
-    Run,
     RunCancelledError,
     RunFailedError,
     RunNotFoundError,
@@ -35,27 +34,11 @@ from datagraph import (
     Supervisor,
     UpstreamError,
 )
+from helpers import start
 
 pytestmark = pytest.mark.anyio
 
 TIMEOUT = 10
-
-
-@pytest.fixture
-def supervisor(store: Store) -> Supervisor:
-    return Supervisor(store=store, executor=LocalExecutor())
-
-
-async def _start(
-    supervisor: Supervisor,
-    *procs: Processor,
-    inputs: list[IOVal[Any]] | None = None,
-    all_outputs: bool = False,
-) -> Run:
-    flow = Flow.from_processors(*procs).resolve()
-    return await supervisor.start_flow(
-        flow, inputs=inputs or [], all_outputs=all_outputs
-    )
 
 
 async def _read_until_failure(io: IO[Any]) -> tuple[list[Any], UpstreamError]:
@@ -105,7 +88,7 @@ async def test_async_generator_routes_iovals_by_name(supervisor: Supervisor) -> 
             yield IOVal("odd" if n % 2 else "even", n)
 
     with anyio.fail_after(TIMEOUT):
-        run = await _start(
+        run = await start(
             supervisor, proc, inputs=[IOVal("numbers", n) for n in range(7)]
         )
         assert await run["even"].collect() == [0, 2, 4, 6]
@@ -122,7 +105,7 @@ async def test_async_function_returning_an_ioval(supervisor: Supervisor) -> None
         return IOVal("total", sum(await numbers.collect()))
 
     with anyio.fail_after(TIMEOUT):
-        run = await _start(
+        run = await start(
             supervisor, proc, inputs=[IOVal("numbers", n) for n in range(5)]
         )
         assert await run["total"].collect() == [10]
@@ -137,7 +120,7 @@ async def test_async_function_returning_a_bare_value(supervisor: Supervisor) -> 
         return sum(await numbers.collect())
 
     with anyio.fail_after(TIMEOUT):
-        run = await _start(supervisor, proc, inputs=[IOVal("numbers", 4)])
+        run = await start(supervisor, proc, inputs=[IOVal("numbers", 4)])
         assert await run["total"].collect() == [4]
         await run.wait()
 
@@ -157,7 +140,7 @@ async def test_async_function_returning_a_list_of_iovals(
         ]
 
     with anyio.fail_after(TIMEOUT):
-        run = await _start(
+        run = await start(
             supervisor, proc, inputs=[IOVal("numbers", n) for n in (3, 1, 2)]
         )
         assert await run["high"].collect() == [3, 4]
@@ -176,7 +159,7 @@ async def test_async_function_returning_none_ends_its_outputs_empty(
         seen.extend(await numbers.collect())
 
     with anyio.fail_after(TIMEOUT):
-        run = await _start(supervisor, proc, inputs=[IOVal("numbers", 1)])
+        run = await start(supervisor, proc, inputs=[IOVal("numbers", 1)])
         assert await run["nothing"].collect() == []
         await run.wait()
         assert await run["nothing"].is_complete()
@@ -198,7 +181,7 @@ async def test_sync_function_runs_in_a_worker_thread(supervisor: Supervisor) -> 
         return IOVal("report", f"{label.first()}={sum(values)}")
 
     with anyio.fail_after(TIMEOUT):
-        run = await _start(
+        run = await start(
             supervisor,
             proc,
             inputs=[IOVal("numbers", 1), IOVal("numbers", 2), IOVal("label", "sum")],
@@ -228,7 +211,7 @@ async def test_sync_generator_runs_in_a_worker_thread_without_blocking_the_loop(
                 gate_opened.append(gate.wait(timeout=5))
 
     with anyio.fail_after(TIMEOUT):
-        run = await _start(
+        run = await start(
             supervisor, proc, inputs=[IOVal("numbers", n) for n in (1, 2, 3)]
         )
         assert await run["doubled"].first() == 2
@@ -252,7 +235,7 @@ async def test_sync_implementation_may_annotate_inputs_as_io(
         yield from handed.stream()
 
     with anyio.fail_after(TIMEOUT):
-        run = await _start(supervisor, proc, inputs=[IOVal("numbers", 9)])
+        run = await start(supervisor, proc, inputs=[IOVal("numbers", 9)])
         assert await run["out"].collect() == [9]
         await run.wait()
 
@@ -301,7 +284,7 @@ async def test_waiting_processor_starts_while_an_unrelated_branch_streams(
         b_done = True
 
     with anyio.fail_after(TIMEOUT):
-        run = await _start(supervisor, a_src, a_wait, b_src, all_outputs=True)
+        run = await start(supervisor, a_src, a_wait, b_src, all_outputs=True)
         assert await run["a_items"].first() == 1
         assert await run["b_items"].first() == "b1"
         # A's input is still open: its waiting processor has not started.
@@ -341,7 +324,7 @@ async def test_waiting_processor_waits_for_all_of_its_inputs(
         return IOVal("joined", [*await given.collect(), *await slow.collect()])
 
     with anyio.fail_after(TIMEOUT):
-        run = await _start(
+        run = await start(
             supervisor, slow, join, inputs=[IOVal("given", 0)], all_outputs=True
         )
         assert await run["slow"].first() == 1
@@ -366,7 +349,7 @@ async def test_waiting_processor_on_flow_inputs_starts_at_once(
         return IOVal("y", len(await x.collect()))
 
     with anyio.fail_after(TIMEOUT):
-        run = await _start(supervisor, proc, inputs=[IOVal("x", 1), IOVal("x", 2)])
+        run = await start(supervisor, proc, inputs=[IOVal("x", 1), IOVal("x", 2)])
         assert await run["y"].collect() == [2]
         await run.wait()
 
@@ -416,7 +399,7 @@ async def test_failure_reaches_every_reader_within_a_second(
             outcomes[index] = (values, exc)
 
     with anyio.fail_after(TIMEOUT):
-        run = await _start(
+        run = await start(
             supervisor,
             failing,
             relay,
@@ -476,7 +459,7 @@ async def test_failure_before_any_value(supervisor: Supervisor) -> None:
         return IOVal("y", 1 // (await x.first()))
 
     with anyio.fail_after(TIMEOUT):
-        run = await _start(supervisor, proc, inputs=[IOVal("x", 0)])
+        run = await start(supervisor, proc, inputs=[IOVal("x", 0)])
         values, err = await _read_until_failure(run["y"])
         assert values == []
         assert err.error_type == "ZeroDivisionError"
@@ -497,7 +480,7 @@ async def test_sync_failure_is_data_too(supervisor: Supervisor) -> None:
             yield v
 
     with anyio.fail_after(TIMEOUT):
-        run = await _start(
+        run = await start(
             supervisor, proc, inputs=[IOVal("x", v) for v in (1, 2, 3, 4)]
         )
         values, err = await _read_until_failure(run["y"])
@@ -533,7 +516,7 @@ async def test_waiting_processor_behind_a_failure_fails_too(
         return IOVal("total", sum(await items.collect()))
 
     with anyio.fail_after(TIMEOUT):
-        run = await _start(supervisor, src, later)
+        run = await start(supervisor, src, later)
         values, err = await _read_until_failure(run["total"])
         assert values == []
         assert err.processor == "rt_fail_before_wait_src"
@@ -566,7 +549,7 @@ async def test_retries_then_success_writes_each_value_once(
             yield i
 
     with anyio.fail_after(TIMEOUT):
-        run = await _start(supervisor, proc)
+        run = await start(supervisor, proc)
         assert await run["out"].collect() == [0, 1, 2, 3, 4]
         await run.wait()
         assert await run.status() == "succeeded"
@@ -589,7 +572,7 @@ async def test_retries_exhausted_fail_the_processor(supervisor: Supervisor) -> N
         raise ConnectionError(msg)
 
     with anyio.fail_after(TIMEOUT):
-        run = await _start(supervisor, proc)
+        run = await start(supervisor, proc)
         values, err = await _read_until_failure(run["out"])
         with pytest.raises(RunFailedError):
             await run.wait()
@@ -630,7 +613,7 @@ async def test_cancel_stops_every_processor(supervisor: Supervisor) -> None:
         blocked_reader.append(await _read_until_failure(run["items"]))
 
     with anyio.fail_after(TIMEOUT):
-        run = await _start(supervisor, src, later, all_outputs=True)
+        run = await start(supervisor, src, later, all_outputs=True)
         assert await run["items"].first() == 1
         assert await run.status() == "running"
         async with anyio.create_task_group() as tg:
@@ -675,10 +658,10 @@ async def test_run_handle_maps_the_flow_outputs(
             yield -v
 
     with anyio.fail_after(TIMEOUT):
-        run = await _start(
+        run = await start(
             supervisor, first, second, inputs=[IOVal("x", 1), IOVal("x", 2)]
         )
-        assert isinstance(run, Mapping)
+        assert isinstance(run, dict)  # a dict of the outputs, as the seed expects
         assert list(run) == ["out"]
         assert len(run) == 1
         assert "mid" not in run
@@ -696,7 +679,7 @@ async def test_run_handle_maps_the_flow_outputs(
         await found.wait()
         assert await found.status() == "succeeded"
 
-        everything = await _start(
+        everything = await start(
             supervisor, first, second, inputs=[IOVal("x", 5)], all_outputs=True
         )
         assert set(everything) == {"x", "mid", "out"}
@@ -722,7 +705,7 @@ async def test_wait_with_a_timeout(supervisor: Supervisor) -> None:
         await release.wait()
 
     with anyio.fail_after(TIMEOUT):
-        run = await _start(supervisor, proc)
+        run = await start(supervisor, proc)
         assert await run["out"].first() == 1
         with pytest.raises(TimeoutError):
             await run.wait(timeout=0.05)
@@ -745,7 +728,7 @@ async def test_undeclared_output_name(supervisor: Supervisor) -> None:
         yield IOVal("nope", 2)
 
     with anyio.fail_after(TIMEOUT):
-        run = await _start(supervisor, proc)
+        run = await start(supervisor, proc)
         values, err = await _read_until_failure(run["good"])
         with pytest.raises(RunFailedError):
             await run.wait()
@@ -765,7 +748,7 @@ async def test_bare_value_with_two_outputs(supervisor: Supervisor) -> None:
         yield 5
 
     with anyio.fail_after(TIMEOUT):
-        run = await _start(supervisor, proc)
+        run = await start(supervisor, proc)
         values, err = await _read_until_failure(run["left"])
         right_values, right_err = await _read_until_failure(run["right"])
         with pytest.raises(RunFailedError):
@@ -791,7 +774,7 @@ async def test_unencodable_value_keeps_earlier_values(supervisor: Supervisor) ->
         yield count
 
     with anyio.fail_after(TIMEOUT):
-        run = await _start(supervisor, proc)
+        run = await start(supervisor, proc)
         values, err = await _read_until_failure(run["out"])
         with pytest.raises(RunFailedError, match="SerializationError"):
             await run.wait()
@@ -846,7 +829,7 @@ async def test_unencodable_flow_input_starts_nothing(
     with anyio.fail_after(TIMEOUT):
         before = await store.list_runs()
         with pytest.raises(SerializationError) as excinfo:
-            await _start(
+            await start(
                 supervisor, proc, inputs=[IOVal("x", 1), IOVal("x", Opaque(1j))]
             )
         assert await store.list_runs() == before
@@ -866,9 +849,9 @@ async def test_missing_flow_input(supervisor: Supervisor, store: Store) -> None:
     with anyio.fail_after(TIMEOUT):
         before = await store.list_runs()
         with pytest.raises(MissingInputError) as excinfo:
-            await _start(supervisor, proc, inputs=[IOVal("x", 1)])
+            await start(supervisor, proc, inputs=[IOVal("x", 1)])
         with pytest.raises(ValueError, match="'typo'"):
-            await _start(
+            await start(
                 supervisor,
                 proc,
                 inputs=[IOVal("x", 1), IOVal("config", "c"), IOVal("typo", 0)],
@@ -893,7 +876,7 @@ async def test_unregistered_processor(supervisor: Supervisor, store: Store) -> N
     with anyio.fail_after(TIMEOUT):
         before = await store.list_runs()
         with pytest.raises(ProcessorNotFoundError) as excinfo:
-            await _start(supervisor, known, unknown, inputs=[IOVal("x", 1)])
+            await start(supervisor, known, unknown, inputs=[IOVal("x", 1)])
         assert await store.list_runs() == before
     assert "rt_never_registered" in str(excinfo.value)
     assert "rt_registered_part" not in str(excinfo.value)
@@ -919,7 +902,7 @@ async def test_pickle_serializer_round_trip(store: Store) -> None:
             yield Opaque(thing.payload * 2)
 
     with anyio.fail_after(TIMEOUT):
-        run = await _start(supervisor, proc, inputs=[IOVal("things", Opaque(1 + 2j))])
+        run = await start(supervisor, proc, inputs=[IOVal("things", Opaque(1 + 2j))])
         assert await run["out"].collect() == [Opaque(2 + 4j)]
         await run.wait()
 
@@ -937,7 +920,7 @@ async def test_tampered_pickle_entry_is_rejected(store: Store) -> None:
         await release.wait()
 
     with anyio.fail_after(TIMEOUT):
-        run = await _start(supervisor, proc)
+        run = await start(supervisor, proc)
         # Someone with access to the store slips an altered entry in after a good one.
         forged = bytearray(serializer.encode(["forged"]))
         forged[-3] ^= 0x01
@@ -972,7 +955,7 @@ async def test_entries_signed_with_another_secret_are_rejected(store: Store) -> 
         yield 1
 
     with anyio.fail_after(TIMEOUT):
-        run = await _start(writer, proc)
+        run = await start(writer, proc)
         await run.wait()
         foreign = await reader.get_run(run.id)
         with pytest.raises(SignatureError):
@@ -1007,7 +990,7 @@ async def test_dataclass_and_pydantic_values_are_decoded_into_their_type(
             yield f"{type(item).__name__}({item.name}x{item.qty})"
 
     with anyio.fail_after(TIMEOUT):
-        run = await _start(supervisor, src, sink)
+        run = await start(supervisor, src, sink)
         assert await run["out"].collect() == ["Point(3)", "Point(7)", "Item(boltx7)"]
         await run.wait()
 
@@ -1026,7 +1009,7 @@ async def test_value_that_does_not_fit_the_readers_type(supervisor: Supervisor) 
             yield point.x
 
     with anyio.fail_after(TIMEOUT):
-        run = await _start(supervisor, src, sink)
+        run = await start(supervisor, src, sink)
         _, err = await _read_until_failure(run["out"])
         with pytest.raises(RunFailedError):
             await run.wait()

@@ -9,10 +9,8 @@ from datagraph import (
     IO,
     Flow,
     IOVal,
-    LocalExecutor,
     Processor,
     RunFailedError,
-    Store,
     Supervisor,
     UpstreamError,
 )
@@ -29,11 +27,6 @@ source = Processor(name="so_source", inputs=["so_n"], outputs=["so_items"])
 async def _source(so_n: IO[int]) -> AsyncIterator[int]:
     for i in range(await so_n.first()):
         yield i
-
-
-@pytest.fixture
-def supervisor(store: Store) -> Supervisor:
-    return Supervisor(store=store, executor=LocalExecutor())
 
 
 seen: list[int] = []

@@ -49,8 +49,10 @@ class Outputs:
         self._lock = anyio.Lock()
         self._wake = anyio.Event()
         self._error: Exception | None = None  # a failed background flush
-        #: Values appended to the store by this attempt, over all outputs.
+        #: Values this attempt added to the store, over all outputs (values an
+        #: earlier attempt had written already do not count).
         self.appended = 0
+        self._stored: dict[str, int] = {}  # known length of each output stream
 
     @property
     def written(self) -> dict[str, int]:
@@ -149,15 +151,27 @@ class Outputs:
             raise SerializationError(msg, index=exc.index, value=exc.value) from exc
         if self._shared:
             start = await ctx.store.append_at_end(ctx.run_id, name, len(values), data)
+            new = len(values)
         else:
             start = self._positions[name]
+            stored = self._stored.get(name)
+            if stored is None:  # what earlier runs of this processor left there
+                stored = (await ctx.store.state(ctx.run_id, name)).length
             length = await ctx.store.append(ctx.run_id, name, start, len(values), data)
             if start < length < start + len(values):
                 # An earlier attempt wrote part of this batch: append just the rest.
                 await self._append_at(name, length, values[length - start :])
+            new = max(0, start + len(values) - max(start, stored))
+            self._stored[name] = max(stored, start + len(values))
         written = self._positions[name] = start + len(values)
-        self.appended += len(values)
-        _telemetry.count_values(run_id=ctx.run_id, stream=name, count=len(values))
+        self.appended += new
+        if new:
+            _telemetry.count_values(
+                run_id=ctx.run_id,
+                stream=name,
+                count=new,
+                processor=self._processor.name,
+            )
         pressure = self._pressure[name]
         if pressure.holds(written):
             await pressure.wait(written)

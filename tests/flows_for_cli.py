@@ -1,12 +1,21 @@
-"""Flows the viz and CLI tests draw, found by import path as a user's would be.
+"""Flows the viz and CLI tests draw and run, found by import path as a user's would be.
 
-Declarations only: drawing a flow needs no implementation. Processor names start
-with ``viz_`` because the processor registry is global to the process.
+The ``viz_`` processors are declarations only: drawing a flow needs no
+implementation. The ``cli_`` processors are implemented too, for ``datagraph run``
+(importing this module registers them). Names carry a prefix because the processor
+registry is global to the process.
 """
 
 from __future__ import annotations
 
-from datagraph import Flow, Processor
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from datagraph import IO, Flow, Processor
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
 
 # The ETL demo's shape: a chain, with a second output (rejects) off the middle.
 extract = Processor(name="viz_extract", inputs=["folder"], outputs=["files"])
@@ -58,3 +67,100 @@ def broken_factory() -> Flow:
     """Fail as a user's factory might."""
     msg = "the factory could not reach its config"
     raise RuntimeError(msg)
+
+
+# --------------------------------------------------------- flows that really run
+
+cli_numbers = Processor(name="cli_numbers", inputs=["count"], outputs=["numbers"])
+
+
+@cli_numbers
+async def _cli_numbers(count: IO[int]) -> AsyncIterator[int]:
+    """0..n-1 for each n given (several values of ``count`` follow each other)."""
+    async for n in count.stream():
+        for i in range(n):
+            yield i
+
+
+cli_squares = Processor(name="cli_squares", inputs=["numbers"], outputs=["squares"])
+
+
+@cli_squares
+async def _cli_squares(numbers: IO[int]) -> AsyncIterator[int]:
+    async for n in numbers.stream():
+        yield n * n
+
+
+cli_total = Processor(
+    name="cli_total", inputs=["squares"], outputs=["total"], wait=True
+)
+
+
+@cli_total
+async def _cli_total(squares: IO[int]) -> int:
+    return sum(await squares.collect())
+
+
+cli_shout = Processor(name="cli_shout", inputs=["words"], outputs=["loud"])
+
+
+@cli_shout
+async def _cli_shout(words: IO[Any]) -> AsyncIterator[Any]:
+    async for word in words.stream():
+        yield word.upper() if isinstance(word, str) else {"not a string": word}
+
+
+#: One input, one output: ``count`` -> ``squares``.
+squares = Flow.from_processors(cli_numbers, cli_squares).resolve()
+
+#: Two inputs (``count``, ``words``) and two outputs (``total``, ``loud``).
+demo = Flow.from_processors(cli_numbers, cli_squares, cli_total, cli_shout).resolve()
+
+cli_explode = Processor(name="cli_explode", inputs=["numbers"], outputs=["kept"])
+
+
+@cli_explode
+async def _cli_explode(numbers: IO[int]) -> AsyncIterator[int]:
+    async for n in numbers.stream():
+        if n == 3:
+            msg = f"cannot take {n}"
+            raise ValueError(msg)
+        yield n
+
+
+cli_after = Processor(name="cli_after", inputs=["kept"], outputs=["after"])
+
+
+@cli_after
+async def _cli_after(kept: IO[int]) -> AsyncIterator[int]:
+    async for n in kept.stream():
+        yield n
+
+
+#: ``cli_explode`` fails on its fourth value; ``cli_after`` fails because of it.
+failing = Flow.from_processors(cli_numbers, cli_explode, cli_after).resolve()
+
+cli_ticker = Processor(name="cli_ticker", inputs=["gate"], outputs=["ticks"])
+
+
+@cli_ticker
+async def _cli_ticker(gate: IO[str]) -> AsyncIterator[int]:
+    """Tick every 20 ms until the file named by ``gate`` exists."""
+    path = anyio.Path(await gate.first())
+    tick = 0
+    while not await path.exists():
+        yield tick
+        tick += 1
+        await anyio.sleep(0.02)
+
+
+cli_tally = Processor(name="cli_tally", inputs=["ticks"], outputs=["tally"], wait=True)
+
+
+@cli_tally
+async def _cli_tally(ticks: IO[int]) -> int:
+    return len(await ticks.collect())
+
+
+#: Runs until a file exists: a run that is still going while a test looks at it.
+ticking = Flow.from_processors(cli_ticker, cli_tally).resolve()

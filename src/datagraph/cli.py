@@ -1,30 +1,45 @@
-"""The ``datagraph`` command line: draw flows (and, later, run and watch them).
+"""The ``datagraph`` command line: draw, run, watch and manage flows and runs.
 
 Needs the ``cli`` extra: ``pip install 'datagraph[cli]'``. Every command reports a
-user's mistake (a bad import path, a flow with a cycle, an unreachable store) as one
-red line on stderr and exits with status 1, never with a traceback.
+user's mistake (a bad import path, a flow with a cycle, an unknown run, an
+unreachable store) as one red line on stderr and exits with status 1, never with a
+traceback.
 
-Commands are plain functions registered on ``app``; the helpers above them (finding
-a flow by import path, the ``--redis-url`` option and the supervisor it names,
-running async code on a chosen backend) are shared by all of them.
+Commands are plain functions registered on ``app`` (``runs ...`` on ``runs_app``);
+the helpers above them (finding a flow by import path, the ``--redis-url`` option
+and the supervisor it names, running async code on a chosen backend) are shared by
+all of them. ``datagraph._live`` draws runs in the terminal.
+
+- ``graph MODULE:FLOW``: draw a flow (text, Mermaid, DOT, SVG, PNG).
+- ``run MODULE:FLOW --input NAME=VALUE``: run a flow here, live, then its outputs.
+- ``watch RUN_ID``: follow a run live, from any process, until it ends.
+- ``runs list|show|cancel|purge``: manage the runs in a Redis/Valkey store.
+- ``dashboard``: serve the web dashboard.
+- ``version``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime
 import enum
 import importlib
 import inspect
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
-from pathlib import Path  # noqa: TC003 - typer reads annotations at run time
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
+
+import msgspec
 
 try:
     import typer
     from rich.console import Console
+    from rich.text import Text
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     _msg = f"the datagraph command needs typer and rich ({exc}); install them with "
     raise ImportError(_msg + "pip install 'datagraph[cli]'") from exc
@@ -35,8 +50,18 @@ from .flow import Flow
 from .processor import Processor
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Iterator
+    from collections.abc import (
+        AsyncIterator,
+        Awaitable,
+        Callable,
+        Iterator,
+        Sequence,
+    )
 
+    from .exceptions import UpstreamError
+    from .io import IO, IOVal
+    from .run import Run
+    from .snapshot import RunSnapshot
     from .supervisor import Supervisor
 
 __all__ = (
@@ -45,14 +70,22 @@ __all__ = (
     "CliError",
     "GraphFormat",
     "RedisUrlOption",
+    "SharedRedisUrlOption",
     "app",
     "fail",
+    "flow_inputs",
     "locate_flow",
     "main",
     "make_supervisor",
+    "opened_supervisor",
+    "parse_value",
     "reported_errors",
+    "require_redis",
     "run_async",
+    "runs_app",
     "stderr_console",
+    "stdout_console",
+    "write_outputs",
 )
 
 T = TypeVar("T")
@@ -244,10 +277,28 @@ def make_supervisor(redis_url: str | None) -> Supervisor:
 
     try:
         if redis_url:
+            _quiet_glide()
             return Supervisor(redis_config={"url": redis_url})
         return Supervisor(store=MemoryStore())
     except (LookupError, ImportError, ValueError, TypeError) as exc:
-        raise CliError(str(exc)) from exc
+        raise CliError(_PASSWORD.sub(r"\1***@", str(exc))) from exc
+
+
+#: The password of a URL quoted in a message: ``scheme://user:PASSWORD@``.
+_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
+
+
+def _quiet_glide() -> None:
+    """Keep the Redis client's own log lines off the terminal.
+
+    valkey-glide logs connection failures to stdout by itself; commands report
+    them as one line (a ``StoreConnectionError``), and stdout may carry a run's
+    outputs. A logger configured by the user's own code is left as it is.
+    """
+    with contextlib.suppress(ImportError):
+        from glide import Logger, LogLevel
+
+        Logger.init(LogLevel.OFF)
 
 
 def run_async(func: Callable[[], Awaitable[T]], backend: Backend) -> T:
@@ -390,15 +441,674 @@ def graph(
             sys.stdout.buffer.flush()
 
 
-# ---------------------------------------------------------------- other commands
+# ----------------------------------------------------------- run, watch and runs
 #
-# Further commands go here, one function each, registered with ``@app.command()``
-# (or a sub-app: ``runs = typer.Typer(help=...); app.add_typer(runs, name="runs")``
-# for ``datagraph runs list|show|cancel|purge``). Planned: ``run``, ``watch``,
-# ``runs``, ``dashboard``. Each takes ``redis_url: RedisUrlOption = None`` (and
-# ``backend: BackendOption = Backend.asyncio`` if it runs async code), builds its
-# supervisor with ``make_supervisor(redis_url)``, runs async work with
-# ``run_async(...)``, and wraps its body in ``with reported_errors():``.
+# ``run`` starts a flow in this process (on any store); ``watch`` and ``runs``
+# reach runs started by any process, so they need a store shared between
+# processes: Redis/Valkey. All of them draw runs with ``_live``.
+
+#: ``--redis-url`` of the commands that only make sense with a shared store.
+SharedRedisUrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--redis-url",
+        envvar="DATAGRAPH_REDIS_URL",
+        help="Redis/Valkey URL of the store the runs live in. [bold]Required[/]: "
+        "runs in the in-memory store exist only inside the process running them.",
+        show_default=False,
+    ),
+]
+
+#: ``--interval``: how often the live view takes a snapshot of the run.
+IntervalOption = Annotated[
+    float,
+    typer.Option(
+        "--interval",
+        min=0.05,
+        help="Seconds between two snapshots of the run.",
+    ),
+]
+
+RunIdArgument = Annotated[
+    str,
+    typer.Argument(
+        metavar="RUN_ID",
+        help="The id of a run, as printed by [cyan]datagraph run[/] or "
+        "[cyan]datagraph runs list[/].",
+        show_default=False,
+    ),
+]
+
+FlowArgument = Annotated[
+    str,
+    typer.Argument(
+        metavar="MODULE:FLOW",
+        help="Import path of a Flow, or of a function returning one, "
+        "e.g. [cyan]myapp.flows:etl[/].",
+        show_default=False,
+    ),
+]
+
+#: What a run's status is once it has ended.
+_ENDED = ("succeeded", "failed", "cancelled")
+
+
+def require_redis(redis_url: str | None, command: str) -> str:
+    """Return the Redis URL a command needs, or explain why there must be one.
+
+    Raises:
+        CliError: no URL was given (nor set in ``DATAGRAPH_REDIS_URL``).
+    """
+    if not redis_url:
+        msg = (
+            f"'datagraph {command}' needs a Redis URL: pass --redis-url "
+            "redis://HOST:6379/0 or set DATAGRAPH_REDIS_URL (runs in the in-memory "
+            "store exist only inside the process that started them)"
+        )
+        raise CliError(msg)
+    return redis_url
+
+
+def stdout_console() -> Console:
+    """Return a console on stdout for views: no auto-highlighting.
+
+    Created per call so it writes to whatever ``sys.stdout`` is at the time.
+    """
+    return Console(highlight=False)
+
+
+@contextlib.asynccontextmanager
+async def opened_supervisor(redis_url: str | None) -> AsyncIterator[Supervisor]:
+    """Make a supervisor (``make_supervisor``) and close its store afterwards."""
+    import anyio
+
+    supervisor = make_supervisor(redis_url)
+    try:
+        yield supervisor
+    finally:
+        with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+            await supervisor.aclose()
+
+
+def _exit_status(snapshot: RunSnapshot) -> int:
+    """The exit status for a run that ended: 0 if it succeeded, else 1."""
+    return 0 if snapshot.status == "succeeded" else 1
+
+
+# ---------------------------------------------------------------------------- run
+
+
+def parse_value(text: str) -> Any:
+    """Return ``text`` parsed as JSON when it is JSON, else ``text`` itself.
+
+    ``5`` is the number 5, ``[1, 2]`` a list, ``"5"`` the string 5, and ``hello``
+    (not JSON) the string hello.
+    """
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _name_value(option: str, item: str, what: str, example: str) -> tuple[str, str]:
+    name, sep, value = item.partition("=")
+    if not sep or not name:
+        msg = f"{option} takes NAME={what}, e.g. {option} {example}; got {item!r}"
+        raise CliError(msg)
+    return name, value
+
+
+def flow_inputs(
+    flow: Flow, values: Sequence[str], files: Sequence[str]
+) -> list[IOVal[Any]]:
+    """Turn ``--input NAME=VALUE`` and ``--input-file NAME=PATH`` into inputs.
+
+    Values of ``--input`` come first, in the order given, then the lines of each
+    ``--input-file``, in order; each value or line is parsed by ``parse_value``.
+    Blank lines are skipped.
+
+    Raises:
+        CliError: an option is not ``NAME=...``, or names no input of the flow.
+        OSError: a file cannot be read.
+    """
+    from .io import IOVal
+
+    pairs = [_name_value("--input", item, "VALUE", "count=5") for item in values]
+    sources = [
+        _name_value("--input-file", item, "PATH", "count=counts.jsonl")
+        for item in files
+    ]
+    known = flow.plan.inputs
+    for name in dict.fromkeys(name for name, _ in (*pairs, *sources)):
+        if name not in known:
+            its = f"its inputs are {', '.join(known)}" if known else "it has no inputs"
+            msg = f"{name!r} is not an input of the flow; {its}"
+            raise CliError(msg)
+    found = [IOVal(name, parse_value(text)) for name, text in pairs]
+    for name, path in sources:
+        with Path(path).open(encoding="utf-8") as lines:
+            found.extend(
+                IOVal(name, parse_value(line.rstrip("\r\n")))
+                for line in lines
+                if line.strip()
+            )
+    return found
+
+
+def _output_files(directory: Path, streams: Sequence[str]) -> dict[str, Path]:
+    """Name a JSONL file in ``directory`` for each stream (names made safe)."""
+    files: dict[str, Path] = {}
+    taken: set[str] = set()
+    for stream in streams:
+        stem = re.sub(r"[^\w.-]+", "_", stream).strip("._") or "stream"
+        name, count = stem, 1
+        while name.lower() in taken:
+            count += 1
+            name = f"{stem}-{count}"
+        taken.add(name.lower())
+        files[stream] = directory / f"{name}.jsonl"
+    return files
+
+
+def _to_json(value: object) -> str:
+    """One line of JSON; what JSON cannot hold is written as its ``str()``."""
+    return msgspec.json.encode(value, enc_hook=str).decode()
+
+
+async def _drain(handle: IO[Any], write: Callable[[str], object]) -> int:
+    """Write each value of a stream as a line of JSON; return how many.
+
+    A stream whose producer failed gives the values written before the failure.
+    """
+    from contextlib import aclosing
+
+    from .exceptions import UpstreamError
+
+    count = 0
+    try:
+        async with aclosing(handle.chunks()) as chunks:
+            async for values in chunks:
+                for value in values:
+                    write(_to_json(value) + "\n")
+                count += len(values)
+    except UpstreamError:
+        pass  # the failure is in the summary
+    return count
+
+
+async def write_outputs(run: Run, directory: Path | None) -> None:
+    """Print the run's outputs on stdout, or write one JSONL file each.
+
+    On stdout, each value is a line of JSON; when the run has several outputs,
+    each line starts with the output's name and a tab (as ``grep`` prefixes lines
+    with a file name when it searches several).
+    """
+    if directory is None:
+        several = len(run) > 1
+        for name, handle in run.items():
+            prefix = f"{name}\t" if several else ""
+
+            def write(line: str, prefix: str = prefix) -> None:
+                sys.stdout.write(prefix + line)
+
+            await _drain(handle, write)
+        sys.stdout.flush()
+        return
+    files = _output_files(directory, list(run))
+    for name, handle in run.items():
+        path = files[name]
+        with path.open("w", encoding="utf-8") as out:
+            count = await _drain(handle, out.write)
+        stderr_console().print(
+            f"Wrote {path} ({count} value{'' if count == 1 else 's'})",
+            style="green",
+            markup=False,
+        )
+
+
+@app.command("run")
+def run_command(
+    target: FlowArgument,
+    inputs: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--input",
+            "-i",
+            metavar="NAME=VALUE",
+            help="A value of the flow input NAME, parsed as JSON when it is JSON "
+            "(else a string). Repeat for several values, and for several inputs.",
+            show_default=False,
+        ),
+    ] = None,
+    input_files: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--input-file",
+            metavar="NAME=PATH",
+            help="Values of the flow input NAME, one per line of a JSON Lines file "
+            "(a line that is not JSON is a string).",
+            show_default=False,
+        ),
+    ] = None,
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="DIR|-",
+            help="Write one JSONL file per output into DIR (created if need be); "
+            "[dim]default, or -: print the outputs on stdout.[/]",
+            show_default=False,
+        ),
+    ] = None,
+    all_outputs: Annotated[
+        bool,
+        typer.Option(
+            "--all-outputs", help="Hand back every stream, not just the outputs."
+        ),
+    ] = False,
+    redis_url: RedisUrlOption = None,
+    backend: BackendOption = Backend.asyncio,
+    live: Annotated[
+        bool,
+        typer.Option(
+            "--live/--no-live",
+            help="Draw the run's live view on stderr while it runs.",
+        ),
+    ] = True,
+    interval: IntervalOption = 0.5,
+) -> None:
+    """Run a flow here, with a live view, then print or save its outputs.
+
+    The flow's processors run in this process, so their module must register
+    their implementations when imported. The run lives in the store of
+    [cyan]--redis-url[/] (other processes can watch it) or else in memory. Exit
+    status: 0 when the run succeeded, 1 when it failed.
+    """
+    from . import _live
+
+    with reported_errors():
+        flow = locate_flow(target)
+        values = flow_inputs(flow, inputs or (), input_files or ())
+        directory = None if output in (None, "-") else Path(str(output))
+        if directory is not None:
+            if directory.exists() and not directory.is_dir():
+                msg = f"--output {directory}: not a directory"
+                raise CliError(msg)
+            directory.mkdir(parents=True, exist_ok=True)
+        err = stderr_console()
+
+        cancelled: list[str] = []  # the run, once cancelled by Ctrl+C
+
+        async def body() -> tuple[RunSnapshot, dict[str, UpstreamError]]:
+            import anyio
+
+            async with opened_supervisor(redis_url) as supervisor:
+                run = await supervisor.start_flow(flow, values, all_outputs=all_outputs)
+                try:
+                    err.print(f"Run {run.id} started", style="bold", markup=False)
+                    view = _live.LiveView(err, viz.to_graph(run.plan), enabled=live)
+                    with view:
+                        final = await _live.follow(
+                            run, interval=interval, on_snapshot=view.show
+                        )
+                except BaseException as exc:
+                    stopped = _live.unwrap(exc)
+                    if isinstance(stopped, KeyboardInterrupt) or _live.is_cancellation(
+                        stopped
+                    ):  # Ctrl+C: the run must not go on without its processors
+                        with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+                            await run.cancel()
+                            cancelled.append(run.id)
+                    raise
+                await write_outputs(run, directory)
+                errors = await run.errors() if _exit_status(final) else {}
+                return final, errors
+
+        try:
+            final, errors = run_async(body, backend)
+        except BaseException as exc:
+            if not isinstance(_live.unwrap(exc), KeyboardInterrupt):
+                raise
+            what = f": run {cancelled[0]} cancelled" if cancelled else ""
+            stderr_console().print(f"Interrupted{what}", style="bold red", markup=False)
+            raise typer.Exit(130) from None
+        err.print(_live.render_summary(final, errors))
+    raise typer.Exit(_exit_status(final))
+
+
+# -------------------------------------------------------------------------- watch
+
+
+@app.command()
+def watch(
+    run_id: RunIdArgument,
+    redis_url: SharedRedisUrlOption = None,
+    interval: IntervalOption = 0.5,
+    backend: BackendOption = Backend.asyncio,
+) -> None:
+    """Watch a run live, from any process: streams, processors, progress, graph.
+
+    Per stream: values written, read by each reader, backlog and rate; per
+    processor: its state, attempt, instances, elapsed time and error. Ends when
+    the run does, with a summary. Exit status: 0 when the run succeeded, 1 when
+    it failed or was cancelled.
+    """
+    from . import _live
+
+    with reported_errors():
+        url = require_redis(redis_url, "watch")
+        console = stdout_console()
+
+        async def body() -> tuple[RunSnapshot, dict[str, UpstreamError]]:
+            async with opened_supervisor(url) as supervisor:
+                run = await supervisor.get_run(run_id)
+                with _live.LiveView(console, viz.to_graph(run.plan)) as view:
+                    final = await _live.follow(
+                        run, interval=interval, on_snapshot=view.show
+                    )
+                errors = await run.errors() if _exit_status(final) else {}
+                return final, errors
+
+        try:
+            final, errors = run_async(body, backend)
+        except BaseException as exc:
+            if not isinstance(_live.unwrap(exc), KeyboardInterrupt):
+                raise
+            stderr_console().print(
+                f"Stopped watching run {run_id}; the run goes on", markup=False
+            )
+            raise typer.Exit(130) from None
+        console.print()
+        console.print(_live.render_summary(final, errors))
+    raise typer.Exit(_exit_status(final))
+
+
+# --------------------------------------------------------------------------- runs
+
+runs_app = typer.Typer(
+    name="runs",
+    help="List, show, cancel and delete the runs in a store (needs --redis-url).",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(runs_app)
+
+
+async def _created(supervisor: Supervisor, run_id: str) -> float | None:
+    """When a run was started (seconds since the epoch), if the store says."""
+    fields = await supervisor.store.get_fields(run_id, ["created"])
+    try:
+        return float(fields["created"])
+    except (KeyError, ValueError):
+        return None
+
+
+def _local_time(timestamp: float | None) -> str:
+    if timestamp is None:
+        return "-"
+    return datetime.datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S")
+
+
+@runs_app.command("list")
+def runs_list(
+    redis_url: SharedRedisUrlOption = None,
+    backend: BackendOption = Backend.asyncio,
+) -> None:
+    """List the runs in the store, oldest first: id, start, status, progress."""
+    from rich import box
+    from rich.table import Table
+
+    from . import _live
+
+    with reported_errors():
+        url = require_redis(redis_url, "runs list")
+
+        async def body() -> tuple[str, list[tuple[str, str, str, int, int]]]:
+            rows: list[tuple[str, str, str, int, int]] = []
+            async with opened_supervisor(url) as supervisor:
+                for run in await supervisor.list_runs():
+                    states = await run.states()
+                    status = await run.status(states)
+                    done = sum(s.status == "done" for s in states.values())
+                    created = _local_time(await _created(supervisor, run.id))
+                    rows.append((run.id, created, status, done, len(states)))
+                return repr(supervisor.store), rows
+
+        store, rows = run_async(body, backend)
+        console = stdout_console()
+        if not rows:
+            console.print(f"No runs in {store}.", markup=False, soft_wrap=True)
+            return
+        table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+        table.add_column("run id", style="cyan", no_wrap=True)
+        table.add_column("created", no_wrap=True)
+        table.add_column("status")
+        table.add_column("done", justify="right")
+        for run_id, created, status, done, total in rows:
+            table.add_row(
+                run_id,
+                created,
+                Text(status, _live.state_style(status)),
+                f"{done}/{total}",
+            )
+        console.print(table)
+        console.print(f"{len(rows)} run(s) in {store}", style="dim", soft_wrap=True)
+
+
+@runs_app.command("show")
+def runs_show(
+    run_id: RunIdArgument,
+    redis_url: SharedRedisUrlOption = None,
+    backend: BackendOption = Backend.asyncio,
+) -> None:
+    """Show a run once: its streams, processors, graph, and errors in full."""
+    from . import _live
+
+    with reported_errors():
+        url = require_redis(redis_url, "runs show")
+
+        async def body() -> tuple[
+            RunSnapshot, dict[str, UpstreamError], viz.FlowGraph, float | None
+        ]:
+            async with opened_supervisor(url) as supervisor:
+                run = await supervisor.get_run(run_id)
+                snapshot = await run.snapshot()
+                failures = await run.errors()
+                created = await _created(supervisor, run.id)
+                return snapshot, failures, viz.to_graph(run.plan), created
+
+        snapshot, failures, graph, created = run_async(body, backend)
+        console = stdout_console()
+        console.print(f"Created {_local_time(created)}", style="dim", markup=False)
+        console.print(_live.render_snapshot(snapshot, graph))
+        errors = _live.render_errors(snapshot, failures)
+        if errors is not None:
+            console.print()
+            console.print(errors)
+
+
+@runs_app.command("cancel")
+def runs_cancel(
+    run_id: RunIdArgument,
+    redis_url: SharedRedisUrlOption = None,
+    backend: BackendOption = Backend.asyncio,
+) -> None:
+    """Cancel a run, wherever its processors run.
+
+    Processors not yet started never start; running ones stop at their next read
+    or write. Cancelling a cancelled run again does nothing; a run that has
+    already succeeded or failed cannot be cancelled (exit status 1).
+    """
+    with reported_errors():
+        url = require_redis(redis_url, "runs cancel")
+
+        async def body() -> str:
+            async with opened_supervisor(url) as supervisor:
+                run = await supervisor.get_run(run_id)
+                status = await run.status()
+                if status == "cancelled":
+                    return f"Run {run_id} was already cancelled"
+                if status in _ENDED:
+                    msg = f"run {run_id} has already {status}: nothing to cancel"
+                    raise CliError(msg)
+                await run.cancel()
+                return (
+                    f"Cancelled run {run_id}; its running processors stop at their "
+                    "next read or write"
+                )
+
+        stdout_console().print(run_async(body, backend), markup=False, soft_wrap=True)
+
+
+@runs_app.command("purge")
+def runs_purge(
+    run_ids: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="[RUN_ID]...", help="Runs to delete.", show_default=False
+        ),
+    ] = None,
+    every: Annotated[
+        bool, typer.Option("--all", help="Delete every run in the store.")
+    ] = False,
+    finished: Annotated[
+        bool,
+        typer.Option(
+            "--finished",
+            help="Delete every run that has ended (succeeded, failed or cancelled).",
+        ),
+    ] = False,
+    yes: Annotated[
+        bool,
+        typer.Option(
+            "--yes", "-y", help="Do not ask for confirmation (with --all, --finished)."
+        ),
+    ] = False,
+    redis_url: SharedRedisUrlOption = None,
+    backend: BackendOption = Backend.asyncio,
+) -> None:
+    """Delete runs from the store: their streams, states and claims.
+
+    Name the runs, or pick them with [cyan]--finished[/] or [cyan]--all[/] (which
+    ask for confirmation first, unless [cyan]--yes[/]).
+    """
+    with reported_errors():
+        url = require_redis(redis_url, "runs purge")
+        if run_ids and (every or finished):
+            msg = "name runs to purge, or pass --all or --finished, not both"
+            raise CliError(msg)
+        if not run_ids and not (every or finished):
+            msg = "name the runs to purge, or pass --all or --finished"
+            raise CliError(msg)
+
+        async def select() -> tuple[str, list[str], int]:
+            async with opened_supervisor(url) as supervisor:
+                if run_ids:
+                    runs = [await supervisor.get_run(i) for i in dict.fromkeys(run_ids)]
+                else:
+                    runs = await supervisor.list_runs()
+                chosen, going = [], 0
+                for run in runs:
+                    states = await run.states()
+                    ended = await run.status(states) in _ENDED and all(
+                        s.finished for s in states.values()
+                    )
+                    if finished and not ended:
+                        continue
+                    chosen.append(run.id)
+                    going += not ended
+                return repr(supervisor.store), chosen, going
+
+        store, chosen, going = run_async(select, backend)
+        console = stdout_console()
+        if not chosen:
+            console.print(f"No runs to purge in {store}.", markup=False, soft_wrap=True)
+            return
+        count = f"{len(chosen)} run{'' if len(chosen) == 1 else 's'}"
+        if not run_ids and not yes:
+            still = f", {going} of them still running" if going else ""
+            try:
+                confirmed = typer.confirm(
+                    f"Delete {count} from {store}{still}?", err=True
+                )
+            except typer.Abort:  # no answer: stdin is closed, or Ctrl+C
+                confirmed = False
+            if not confirmed:
+                msg = "not confirmed: nothing deleted (pass --yes to skip the question)"
+                raise CliError(msg)
+
+        async def delete() -> int:
+            from .exceptions import RunNotFoundError
+
+            deleted = 0
+            async with opened_supervisor(url) as supervisor:
+                for run_id in chosen:
+                    with contextlib.suppress(RunNotFoundError):  # gone meanwhile
+                        await supervisor.delete_run(run_id)
+                        deleted += 1
+            return deleted
+
+        deleted = run_async(delete, backend)
+        console.print(
+            f"Deleted {deleted} run{'' if deleted == 1 else 's'} from {store}",
+            markup=False,
+            soft_wrap=True,
+        )
+
+
+# ---------------------------------------------------------------------- dashboard
+
+
+@app.command()
+def dashboard(
+    host: Annotated[
+        str, typer.Option("--host", help="Interface to listen on.")
+    ] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option("--port", min=0, max=65535, help="Port to listen on.")
+    ] = 8000,
+    redis_url: RedisUrlOption = None,
+    backend: BackendOption = Backend.asyncio,
+) -> None:
+    """Serve the web dashboard: the runs in the store, live, in a browser."""
+    with reported_errors():
+        try:
+            module = importlib.import_module("datagraph.dashboard")
+        except ModuleNotFoundError as exc:
+            if exc.name in ("datagraph.dashboard", None):
+                msg = (
+                    "the dashboard is not available: this installation of Datagraph "
+                    "has no datagraph.dashboard module"
+                )
+            else:
+                msg = (
+                    f"the dashboard needs {exc.name!r}, which is not installed; "
+                    "install it with pip install 'datagraph[dashboard]'"
+                )
+            raise CliError(msg) from exc
+        except ImportError as exc:
+            msg = f"cannot load the dashboard: {type(exc).__name__}: {exc}"
+            raise CliError(msg) from exc
+        supervisor = make_supervisor(redis_url)
+        if not redis_url:
+            stderr_console().print(
+                "No --redis-url: the dashboard shows the runs of an in-memory store "
+                "of its own",
+                style="yellow",
+                markup=False,
+            )
+        try:
+            module.serve(supervisor, host=host, port=port, backend=backend.value)
+        except BaseException as exc:  # Ctrl+C may surface as a cancellation
+            from . import _live
+
+            stopped = _live.unwrap(exc)
+            if not (
+                isinstance(stopped, KeyboardInterrupt) or _live.is_cancellation(stopped)
+            ):
+                raise
 
 
 @app.command()

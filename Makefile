@@ -34,14 +34,24 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 pytest: $(STAMP)
-	@scripts/ensure-redis-server.sh
+	@scripts/ensure-test-tools.sh
 	$(BIN)/python -m pytest
 
-bench: $(STAMP)
-	$(BIN)/python benchmarks/w3.py
+# The benchmark suite (docs/benchmarks.md): every performance target next to its
+# baseline, measured in one run. It installs the peers it compares with (Celery,
+# async-graph-data-flow) and matplotlib, and starts throwaway redis-servers and
+# Celery workers itself. BENCH_ARGS passes options, e.g. BENCH_ARGS='--only W3'.
+BENCH_STAMP := $(VENV)/.installed-bench
 
-bench-quick: $(STAMP)
-	$(BIN)/python benchmarks/w3.py --quick
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/python -m pip install --quiet -e . --group bench
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m benchmarks.suite $(BENCH_ARGS)
+
+bench-quick: $(BENCH_STAMP)
+	$(BIN)/python -m benchmarks.suite --quick $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

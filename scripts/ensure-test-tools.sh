@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The tests need three programs from the system: redis-server (they start a
+# throwaway one), Graphviz's dot (drawings) and Chromium (the dashboard's browser
+# test). Install Debian's packages for those missing, or say how.
+set -euo pipefail
+missing=()
+command -v redis-server >/dev/null 2>&1 || [ -n "${REDIS_URL:-}" ] || missing+=(redis-server)
+command -v dot >/dev/null 2>&1 || missing+=(graphviz)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing Debian packages the tests need: ${missing[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${missing[@]}" >/dev/null
+else
+    echo "the tests need: ${missing[*]} (Debian: sudo apt-get install ${missing[*]})" >&2
+    exit 1
+fi

@@ -1,0 +1,207 @@
+"""The dashboard's ASGI app: a JSON API over a supervisor's store, and one page."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from ..exceptions import RunNotFoundError, StoreError
+from . import _model
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from starlette.requests import Request
+
+    from ..run import Run
+    from ..supervisor import Supervisor
+
+__all__ = ("create_app",)
+
+STATIC = Path(__file__).parent / "static"
+
+#: How often the events endpoint sends a snapshot, by default and at the extremes.
+DEFAULT_INTERVAL = 1.0
+_INTERVAL_RANGE = (0.1, 30.0)
+#: Runs listed at most, newest first (``?limit=`` up to this).
+MAX_RUNS = 500
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), allow_nan=False)
+
+
+class _Api:
+    """The endpoints, sharing one supervisor and one rate tracker."""
+
+    def __init__(self, supervisor: Supervisor) -> None:
+        self.supervisor = supervisor
+        self.rates = _model.RateTracker()
+
+    async def _run(self, request: Request) -> Run:
+        """Return the run the path names; 404 when the store does not hold it."""
+        run_id = request.path_params["run_id"]
+        try:
+            run = await self.supervisor.get_run(run_id)
+            # The supervisor remembers plans: make sure the run is still there.
+            await _model.created_at(self.supervisor.store, run_id)
+        except RunNotFoundError:
+            raise HTTPException(404, f"no run {run_id!r} in the store") from None
+        return run
+
+    async def _detail(self, run: Run) -> dict[str, Any]:
+        """Return the run's details.
+
+        Raises:
+            RunNotFoundError: the run was deleted (or expired).
+        """
+        created = await _model.created_at(self.supervisor.store, run.id)
+        snapshot = await run.snapshot()
+        return _model.run_detail(
+            run, snapshot, created=created, rates=self.rates.rates(snapshot)
+        )
+
+    async def meta(self, request: Request) -> Response:
+        return JSONResponse(_model.meta())
+
+    async def runs(self, request: Request) -> Response:
+        try:
+            limit = int(request.query_params.get("limit", MAX_RUNS))
+        except ValueError:
+            return _error(400, "limit must be a whole number")
+        limit = max(0, min(limit, MAX_RUNS))
+        store = self.supervisor.store
+        created: dict[str, float | None] = {}
+        runs = []
+        for run in await self.supervisor.list_runs():
+            try:
+                created[run.id] = await _model.created_at(store, run.id)
+            except RunNotFoundError:
+                continue  # deleted since it was listed
+            runs.append(run)
+        # Newest first; a run with no recorded start time goes last.
+        runs.sort(key=lambda r: created[r.id] or -math.inf, reverse=True)
+        listed = [
+            {
+                "id": run.id,
+                "created": created[run.id],
+                "status": await run.status(),
+                "processors": len(run.plan.processors),
+            }
+            for run in runs[:limit]
+        ]
+        return JSONResponse({"runs": listed, "total": len(runs)})
+
+    async def run(self, request: Request) -> Response:
+        run = await self._run(request)
+        try:
+            return JSONResponse(await self._detail(run))
+        except RunNotFoundError:
+            raise HTTPException(404, f"no run {run.id!r} in the store") from None
+
+    async def events(self, request: Request) -> Response:
+        """Send the run's details as server-sent events until the run finishes.
+
+        Each ``snapshot`` event holds what ``GET /api/runs/{id}`` returns; an
+        ``end`` event follows the first snapshot of the finished run, and the
+        response ends.
+        """
+        try:
+            interval = float(request.query_params.get("interval", DEFAULT_INTERVAL))
+        except ValueError:
+            return _error(400, "interval must be a number of seconds")
+        if not math.isfinite(interval):
+            return _error(400, "interval must be a number of seconds")
+        interval = min(max(interval, _INTERVAL_RANGE[0]), _INTERVAL_RANGE[1])
+        run = await self._run(request)
+
+        async def stream() -> AsyncIterator[str]:
+            # Tells EventSource how long to wait before reconnecting (ms).
+            yield f"retry: {round(max(interval, 1.0) * 1000)}\n\n"
+            while True:
+                try:
+                    detail = await self._detail(run)
+                except RunNotFoundError:
+                    gone = f"no run {run.id!r} in the store (deleted)"
+                    yield f"event: failure\ndata: {_dumps({'error': gone})}\n\n"
+                    return
+                except StoreError as exc:
+                    error = f"the store cannot be read: {exc}"
+                    yield f"event: failure\ndata: {_dumps({'error': error})}\n\n"
+                else:
+                    yield f"event: snapshot\ndata: {_dumps(detail)}\n\n"
+                    if detail["finished"]:
+                        yield "event: end\ndata: {}\n\n"
+                        return
+                await anyio.sleep(interval)
+
+        return StreamingResponse(
+            stream(),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
+
+
+async def _index(request: Request) -> Response:
+    return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if request.url.path.startswith(f"{request.scope.get('root_path', '')}/api/"):
+        return _error(exc.status_code, exc.detail)
+    return Response(exc.detail, status_code=exc.status_code, media_type="text/plain")
+
+
+async def _store_error(request: Request, exc: Exception) -> Response:
+    return _error(503, f"the store cannot be read: {exc}")
+
+
+def create_app(supervisor: Supervisor) -> Starlette:
+    """Create the dashboard: an ASGI app showing the runs of ``supervisor``'s store.
+
+    Serve it with any ASGI server (``serve()`` uses Hypercorn, on asyncio or
+    trio), or mount it into another app. It only reads the store: any process
+    attached to the same store sees the same runs.
+
+    Routes:
+        ``GET /``: the page.
+        ``GET /api/runs``: ``{"runs": [{"id", "created", "status", "processors"}],
+        "total"}``, newest first (``?limit=N``).
+        ``GET /api/runs/{id}``: the run's graph (``viz.to_json()``) and live
+        figures of every stream and processor.
+        ``GET /api/runs/{id}/events``: the same as server-sent events, every
+        ``?interval=`` seconds (default 1) until the run finishes.
+        ``GET /api/meta``: the colours of each state.
+
+    Unknown runs and paths under ``/api/`` answer 404 with ``{"error": ...}``; a
+    store that cannot be reached, 503.
+    """
+    api = _Api(supervisor)
+    routes = [
+        Route("/", _index, methods=["GET", "HEAD"]),
+        Route("/api/meta", api.meta, methods=["GET"]),
+        Route("/api/runs", api.runs, methods=["GET"]),
+        Route("/api/runs/{run_id}", api.run, methods=["GET"]),
+        Route("/api/runs/{run_id}/events", api.events, methods=["GET"]),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+    ]
+    app = Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: _http_error, StoreError: _store_error},
+    )
+    app.state.supervisor = supervisor
+    return app

@@ -1,4 +1,4 @@
-"""The examples and the W3 benchmark, run as a user runs them: as scripts.
+"""The examples, run as a user runs them: as scripts.
 
 Each runs in a subprocess with this interpreter, on the embedded store and on the
 test Redis (through ``DATAGRAPH_REDIS_URL``, the way a user points them at one).
@@ -21,7 +21,6 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SEED = ROOT / "examples" / "seed.py"
 ETL = ROOT / "examples" / "etl.py"
-W3 = ROOT / "benchmarks" / "w3.py"
 
 
 def run_script(
@@ -174,21 +173,3 @@ def test_etl_takes_a_redis_url_option(redis_url: str, tmp_path: Path) -> None:
     )
     assert "RedisStore at" in proc.stdout
     assert "-> first record loaded before extraction finished" in proc.stdout
-
-
-def test_w3_benchmark_quick_run_on_memory() -> None:
-    proc = run_script(W3, "--quick", "--store", "memory", "--backend", "asyncio")
-    assert re.search(
-        r"^datagraph, memory store +asyncio +[\d,]+ +[\d.]+x", proc.stdout, re.M
-    )
-    assert re.search(r"^anyio streams.* asyncio +[\d,]+ +1\.00x", proc.stdout, re.M)
-
-
-@pytest.mark.redis
-def test_w3_benchmark_quick_run_on_redis(redis_url: str) -> None:
-    proc = run_script(
-        W3, "--quick", "--store", "redis", "--backend", "trio", "--redis-url", redis_url
-    )
-    assert re.search(
-        r"^datagraph, redis store +trio +[\d,]+ +[\d.]+x", proc.stdout, re.M
-    )

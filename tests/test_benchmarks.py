@@ -1,0 +1,87 @@
+"""The benchmark suite still starts (benchmarks/suite.py).
+
+Never a performance check: the rows run on tiny N, and only the shape of what the
+suite prints and writes is checked, not whether a target is met.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FIELDS = {
+    "figure",
+    "value",
+    "unit",
+    "baseline",
+    "baseline_value",
+    "ratio",
+    "target",
+    "passed",
+}
+# Cheap rows: W3 on the memory store (asyncio) and on Redis, against their
+# baselines (anyio streams, a raw Redis pipe); neither needs the bench group.
+ONLY = "W3 throughput, (memory store, asyncio|Redis store)"
+
+
+def run_suite(*args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "benchmarks.suite", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=50,
+        check=False,
+    )
+
+
+@pytest.mark.redis
+def test_the_suite_runs_a_memory_and_a_redis_row_on_tiny_n(
+    redis_url: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "rows.json"
+    done = run_suite(
+        "--tiny", "--only", ONLY, "--redis-url", redis_url, "--json", str(out)
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = json.loads(out.read_text())
+    assert [row["figure"] for row in rows] == [
+        "W3 throughput, memory store, asyncio, N=2,000",
+        "W3 throughput, Redis store, one process, N=2,000",
+    ]
+    for row in rows:
+        assert set(row) == FIELDS
+        assert row["unit"] == "values/s"
+        assert row["value"] > 0
+        assert row["baseline_value"] > 0
+        assert row["ratio"] == pytest.approx(
+            row["value"] / row["baseline_value"], rel=1e-3
+        )
+        assert isinstance(row["passed"], bool)  # met or not: not checked here
+        assert row["figure"] in done.stdout  # the printed table has the row
+
+
+def test_every_row_can_be_listed_and_a_pattern_that_matches_none_is_refused() -> None:
+    listed = run_suite("--list")
+    assert listed.returncode == 0, listed.stderr
+    figures = listed.stdout.splitlines()
+    assert len(figures) >= 19
+    for wanted in ("W3 throughput", "time to first", "latency p99", "peak RSS",
+                   "used_memory", "scale-out", "async-graph-data-flow",
+                   "Celery chains", "ETL time to first loaded"):  # fmt: skip
+        assert any(wanted in figure for figure in figures), wanted
+
+    refused = run_suite("--tiny", "--only", "no such figure")
+    assert refused.returncode == 2
+    assert "no figure matches" in refused.stderr

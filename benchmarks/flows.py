@@ -21,6 +21,8 @@ from ._common import MemorySampler, sum_check, url_port
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
+    from datagraph import Run
+
 #: Key prefix of every Redis key the suite's runs write.
 PREFIX = "dgbench"
 
@@ -74,39 +76,58 @@ W3 = Flow.from_processors(source, double, increment).resolve()
 W3_SINK = Flow.from_processors(source, double, increment, sink).resolve()
 
 
-async def w3_once(supervisor: Supervisor, n: int) -> tuple[float, float]:
+async def w3_once(
+    supervisor: Supervisor, n: int, *, watch: float | None = None
+) -> tuple[float, float]:
     """Run W3 once; return (seconds to the last value, seconds to the first one).
 
     The clock starts before ``start_flow``; the first value's time is counted
-    from when ``start_flow`` returned.
+    from when ``start_flow`` returned. With ``watch``, a watcher takes a snapshot
+    of the run every ``watch`` seconds meanwhile, as ``datagraph watch`` does.
     """
     start = time.perf_counter()
     run = await supervisor.start_flow(W3, inputs=[IOVal("n", n)])
     started = time.perf_counter()
-    values = run["out"].stream()
-    total = await anext(values)
-    first = time.perf_counter() - started
-    async for value in values:
-        total += value
-    await run.wait()
+    async with anyio.create_task_group() as tg:
+        if watch is not None:
+            tg.start_soon(_watch, run, watch)
+        values = run["out"].stream()
+        total = await anext(values)
+        first = time.perf_counter() - started
+        async for value in values:
+            total += value
+        await run.wait()
+        tg.cancel_scope.cancel()
     elapsed = time.perf_counter() - start
     await supervisor.store.delete_run(run.id)
     sum_check(total, n * n, f"W3 N={n}")
     return elapsed, first
 
 
+async def _watch(run: Run, interval: float) -> None:
+    while True:
+        snapshot = await run.snapshot()
+        assert snapshot.streams
+        await anyio.sleep(interval)
+
+
 async def w3_times(
-    redis_url: str | None, n: int, runs: int, *, first: bool = False
+    redis_url: str | None,
+    n: int,
+    runs: int,
+    *,
+    first: bool = False,
+    watch: float | None = None,
 ) -> list[float]:
     """Time ``runs`` runs of W3 (after a warm-up run) on one store.
 
     Returns the total seconds of each run, or with ``first`` the seconds to the
-    first final value.
+    first final value. ``watch``: see ``w3_once``.
     """
     supervisor = make_supervisor(redis_url)
     try:
         await w3_once(supervisor, min(n, 1000))  # connect, build call models
-        results = [await w3_once(supervisor, n) for _ in range(runs)]
+        results = [await w3_once(supervisor, n, watch=watch) for _ in range(runs)]
     finally:
         await supervisor.aclose()
     return [r[1] if first else r[0] for r in results]

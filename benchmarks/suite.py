@@ -310,6 +310,49 @@ def _w3_redis(ctx: Context) -> list[Row]:
     ]
 
 
+def _watched_figures(s: Sizes) -> list[str]:
+    return [f"W3 throughput watched live (a snapshot every 100 ms), Redis, {n_(s.w3)}"]
+
+
+def _watched(ctx: Context) -> list[Row]:
+    """What live figures cost a run: W3 with a watcher polling, against without.
+
+    Recording the figures costs nothing extra per value by design: stream lengths
+    come with appends and reader cursors with reads (the same Lua call), so the
+    only added work is the watcher's own reads, measured here.
+    """
+    from . import flows
+
+    s = ctx.sizes
+    (figure,) = _watched_figures(s)
+
+    def watched() -> float:
+        watched_w3 = functools.partial(flows.w3_times, watch=0.1)
+        (seconds,) = arun(watched_w3, ctx.redis_url, s.w3, 1)
+        return seconds
+
+    times = alternate(
+        ctx.repeat,
+        figure,
+        {"unwatched": lambda: _dg_w3_redis(ctx), "watched": watched},
+    )
+    base_times, value_times = times.values()
+    base, value = rate(s.w3, base_times), rate(s.w3, value_times)
+    r = ratio(value, base)
+    return [
+        Row(
+            figure=figure,
+            value=value,
+            unit="values/s",
+            baseline="the same runs without a watcher",
+            baseline_value=base,
+            ratio=r,
+            target=">= 0.9x (watching costs the run under 10%)",
+            passed=r is not None and r >= 0.9,
+        )
+    ]
+
+
 def _latency_figures(s: Sizes) -> list[str]:
     return [
         f"latency {q}, {store} store, 1,000 values/s"
@@ -804,6 +847,7 @@ def _celery_etl(ctx: Context) -> list[Row]:
 GROUPS = [
     Group("w3-memory", _w3_memory_figures, _w3_memory),
     Group("w3-redis", _w3_redis_figures, _w3_redis),
+    Group("watched", _watched_figures, _watched),
     Group("latency", _latency_figures, _latency),
     Group("rss", _rss_figures, _rss),
     Group("redis-memory", _redis_memory_figures, _redis_memory),

@@ -445,19 +445,7 @@ def _rss(ctx: Context) -> list[Row]:
         peaks[n] = median(
             [probe("datagraph-memory", n)["peak_rss"] / 1e6 for _ in range(ctx.repeat)]
         )
-    r = ratio(peaks[s.w3], peaks[s.w3_small])
-    return [
-        Row(
-            figure=figure,
-            value=peaks[s.w3],
-            unit="MB",
-            baseline=f"the same at {n_(s.w3_small)}",
-            baseline_value=peaks[s.w3_small],
-            ratio=r,
-            target="<= 1.20x",
-            passed=r is not None and r <= 1.2,
-        )
-    ]
+    return [_growth_row(figure, "MB", peaks, s.w3_small, s.w3)]
 
 
 def _redis_memory_figures(s: Sizes) -> list[str]:
@@ -481,19 +469,24 @@ def _redis_memory(ctx: Context) -> list[Row]:
                     for _ in range(ctx.repeat)
                 ]
             )
-    r = ratio(peaks[s.w3], peaks[s.w3_small])
-    return [
-        Row(
-            figure=figure,
-            value=peaks[s.w3],
-            unit="MB above idle",
-            baseline=f"the same at {n_(s.w3_small)}",
-            baseline_value=peaks[s.w3_small],
-            ratio=r,
-            target="<= 1.20x",
-            passed=r is not None and r <= 1.2,
-        )
-    ]
+    return [_growth_row(figure, "MB above idle", peaks, s.w3_small, s.w3)]
+
+
+def _growth_row(
+    figure: str, unit: str, peaks: dict[int, float], small: int, big: int
+) -> Row:
+    """A memory figure at N=``big`` against the same at N=``small``: <= +20%."""
+    r = ratio(peaks[big], peaks[small])
+    return Row(
+        figure=figure,
+        value=peaks[big],
+        unit=unit,
+        baseline=f"the same at {n_(small)}",
+        baseline_value=peaks[small],
+        ratio=r,
+        target="<= 1.20x",
+        passed=r is not None and r <= 1.2,
+    )
 
 
 def _scale_figures(s: Sizes) -> list[str]:

@@ -217,6 +217,12 @@ class IO(Generic[T]):
         async with aclosing(self._chunks()) as chunks:
             async for values in chunks:
                 if values:
+                    if self._reader is not None and not self._shared:
+                        # Record that this reader is done with the first value.
+                        ctx = self._ctx
+                        await ctx.store.read(
+                            ctx.run_id, self.name, 1, timeout=0, reader=self._reader
+                        )
                     return values[0]
         if default is not _MISSING:
             return default

@@ -113,30 +113,33 @@ class MemoryStore(Store):
         self, run_id: str, stream: str, start: int, count: int, data: bytes
     ) -> int:
         """Append a batch at ``start``; see ``Store.append``."""
-        await anyio.lowlevel.checkpoint()
+        await anyio.lowlevel.checkpoint_if_cancelled()
         s = self._stream(run_id, stream)
-        if start + count <= s.length:
-            return s.length  # already written by an earlier run of the producer
-        if s.ended:
-            msg = f"stream {stream!r} of run {run_id} has ended; cannot append to it"
-            raise StreamClosedError(msg)
-        if start < s.length:
-            return s.length  # partly written before: the caller appends the rest
-        if start > s.length:
-            msg = (
-                f"cannot append at position {start} to stream {stream!r} of run "
-                f"{run_id}: it holds {s.length} values, so values would be missing"
-            )
-            raise StoreError(msg)
-        if count:
-            s.add(start, count, data)
+        # Positions below the length were written by an earlier run of the producer
+        # (all of them, or a part: the caller appends the rest).
+        if start + count > s.length:
+            if s.ended:
+                msg = (
+                    f"stream {stream!r} of run {run_id} has ended; cannot append to it"
+                )
+                raise StreamClosedError(msg)
+            if start > s.length:
+                msg = (
+                    f"cannot append at position {start} to stream {stream!r} of run "
+                    f"{run_id}: it holds {s.length} values, so values would be missing"
+                )
+                raise StoreError(msg)
+            if start == s.length:
+                s.add(start, count, data)
+        # Yield only now: the readers just woken run in the same round.
+        await anyio.lowlevel.cancel_shielded_checkpoint()
         return s.length
 
     async def append_at_end(
         self, run_id: str, stream: str, count: int, data: bytes
     ) -> int:
         """Append a batch after the stream's last value; see ``Store.append_at_end``."""
-        await anyio.lowlevel.checkpoint()
+        await anyio.lowlevel.checkpoint_if_cancelled()
         s = self._stream(run_id, stream)
         if s.ended:
             msg = f"stream {stream!r} of run {run_id} has ended; cannot append to it"
@@ -144,6 +147,7 @@ class MemoryStore(Store):
         start = s.length
         if count:
             s.add(start, count, data)
+        await anyio.lowlevel.cancel_shielded_checkpoint()  # after waking readers
         return start
 
     async def end(self, run_id: str, stream: str, error: bytes | None = None) -> bool:
@@ -166,15 +170,24 @@ class MemoryStore(Store):
         reader: str | None = None,
     ) -> Batch:
         """Return chunks from ``position`` on, waiting up to ``timeout``."""
+        deadline = anyio.current_time() + max(timeout, 0)
         s = self._stream(run_id, stream)
         if reader is not None:
             s.move_cursor(reader, position)
-        # Nothing held past the position (it is at the end, or trimmed away).
-        if bisect.bisect_right(s.ends, position) == len(s.chunks) and not s.ended:
-            await s.wait(timeout)
-            # The stream object may have been dropped by delete_run meanwhile.
-            s = self._stream(run_id, stream)
-        else:
+        waited = False
+        # Nothing held past the position (it is at the end, or trimmed away): wait
+        # for a change that reaches it; others (a batch before a position beyond
+        # the end) only wake the wait.
+        while bisect.bisect_right(s.ends, position) == len(s.chunks) and not s.ended:
+            remaining = deadline - anyio.current_time()
+            if remaining <= 0:
+                break
+            await s.wait(remaining)
+            waited = True
+            run = self._runs.get(run_id)
+            if run is None or run.streams.get(stream) is not s:
+                return Batch(())  # delete_run dropped the stream meanwhile
+        if not waited:
             await anyio.lowlevel.checkpoint()
         first = bisect.bisect_right(s.ends, position)
         chunks = s.chunks[first:]

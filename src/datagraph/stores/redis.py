@@ -14,18 +14,31 @@ round trip. Trimming (XTRIM MINID) never drops the end marker, and a stream trim
 empty still knows its length: Redis keeps the id of its last entry (XINFO STREAM
 ``last-generated-id``), which is also why new appends still need higher ids.
 
-Blocking reads share connections. A Redis connection that runs ``XREAD BLOCK`` can
-serve nothing else until it returns (measured with valkey-glide 2.6: a PING sent on
-the same multiplexed client waited out the whole block), so each event loop uses two
-clients: a multiplexed one for every ordinary command, and one dedicated to a single
-``XREAD BLOCK`` that watches every stream this process is waiting for. No background
-task runs it: the first blocked reader becomes the *leader* and issues that XREAD on
-behalf of all the others, wakes those whose streams changed, and hands the role to
-another blocked reader when its own read is served. A reader that starts waiting for
-a stream the current XREAD does not cover interrupts it by writing to this process's
-private *wake* stream (part of every XREAD), which is race-free where ``CLIENT
-UNBLOCK`` is not, and needs no admin permission. Writes made through this store object
-wake its own readers directly, without a round trip.
+Waking a blocked reader costs no round trip of its own. Each event loop using the
+store (a *session*; usually one per process) has a private *wake* stream. A reader
+that finds nothing new registers that stream, in the same read script, in the
+stream's *watchers* hash (wake stream -> expiry); every append or end then adds an
+entry naming the changed stream to the wake stream of each other registered
+session. The writer's own session is skipped: a write through this store object
+wakes the readers of its loop directly and hands them the batch it has just
+appended, so they need not read it back. Its append script also moves the cursors
+of the readers blocked right where the batch starts past it, as their next read
+would: handed a batch, a reader has consumed it as far as the store can tell. So
+the reader's next read, if nothing has changed since and the registration still
+holds (it lasts ``_WATCH_TTL_MS`` and is renewed well before by reading again),
+waits without asking the server at all. A flow running in one process thus costs
+one round trip per batch and stage, the append. (The scripts write to wake streams
+they do not declare as keys, which a standalone server allows.)
+
+Each session uses two clients: a multiplexed one for every ordinary command, and
+one dedicated to ``XREAD BLOCK`` on the wake stream, because a Redis connection that
+blocks can serve nothing else until it returns (measured with valkey-glide 2.6: a
+PING sent on the same multiplexed client waited out the whole block). A background
+task runs that XREAD while readers of the loop wait; as it watches one fixed key, a
+new reader never has to interrupt it. Each stream the loop reads has a change
+counter, bumped by local writes and by wake entries; a reader notes it before its
+read script and waits only if it is unchanged afterwards, so a change landing
+between the read and the wait is never missed.
 """
 
 from __future__ import annotations
@@ -43,7 +56,7 @@ from urllib.parse import unquote, urlsplit
 import anyio
 import anyio.lowlevel
 
-from .. import _keys
+from .. import _background, _keys
 from ..exceptions import StoreConnectionError, StoreError, StreamClosedError
 from ._base import Batch, Chunk, Share, Store, StreamState
 
@@ -66,7 +79,8 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise ImportError(msg) from exc
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping, Sequence
+    from collections.abc import Mapping, Sequence
+    from types import TracebackType
 
 __all__ = ("RedisStore",)
 
@@ -78,6 +92,25 @@ _READ_COUNT = 512
 _READ_BYTES = 8 * 1024 * 1024
 #: Longest single XREAD BLOCK; a longer wait simply issues another one.
 _MAX_BLOCK_MS = 10_000
+#: How long a blocked reader's registration in a stream's watchers hash lasts, and
+#: how often a reader still waiting renews it (by reading again).
+_WATCH_TTL_MS = 30_000
+_RENEW_S = 10.0
+#: How long after a registration this process still counts on it (a safe margin
+#: below ``_WATCH_TTL_MS``, which runs on the server's clock).
+_WATCHED_S = _WATCH_TTL_MS / 1000 - _RENEW_S
+#: Entries a wake stream keeps, and most one XREAD returns: a reply this long may
+#: have lost older entries, so it wakes every reader of the loop.
+_WAKE_COUNT = 64
+#: Most batches appended here that a blocked reader of this loop may take directly.
+_HANDED_CHUNKS = 4
+#: Streams whose keys a store remembers (it forgets them all past that).
+_KEYS_CACHED = 4096
+#: Stream keys a session follows between reads before it forgets idle ones.
+_TRACKED_KEYS = 1024
+#: Pauses of the wake watcher after a failed XREAD, doubling up to the second.
+_RETRY_FIRST_S = 0.05
+_RETRY_MAX_S = 1.0
 #: Time allowed for one ordinary command, reconnection included (glide's default
 #: of 250 ms is too short for multi-megabyte batches).
 _REQUEST_TIMEOUT_MS = 5_000
@@ -87,7 +120,8 @@ _WAKE_TTL_MS = 3_600_000
 # ----------------------------------------------------------------------------- Lua
 # Shared by the scripts below. KEYS[1] is always the key the script is about and
 # KEYS[2] (when used) the run's key set.
-_LUA_LIB = """
+_LUA_LIB = (
+    """
 local function id_position(id)
   -- The position an entry id stands for: its milliseconds part.
   return tonumber(string.sub(id, 1, string.find(id, '-', 1, true) - 1))
@@ -128,9 +162,44 @@ local function touch(key, ttl)
   redis.call('PEXPIRE', key, ttl)
   return fresh
 end
-"""
 
-# ARGV: start, stop (= start + count), count, data, ttl_ms.
+local function server_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function watch(watchers, wake)
+  -- Register the wake stream of a reader about to wait, for a while.
+  if wake == '' then return end
+  redis.call('HSET', watchers, wake, string.format('%d', server_ms() + $WATCH_TTL))
+  redis.call('PEXPIRE', watchers, '$WATCH_TTL')
+end
+
+local function notify(watchers, own)
+  -- Tell each other process registered in watchers that KEYS[1] changed; the
+  -- writer's own process (wake stream own) wakes its readers itself.
+  local found = redis.call('HGETALL', watchers)
+  if #found == 0 then return end
+  local now = server_ms()
+  for i = 1, #found, 2 do
+    local wake = found[i]
+    if tonumber(found[i + 1]) < now then
+      redis.call('HDEL', watchers, wake)
+    elseif wake ~= own then
+      redis.call('XADD', wake, 'MAXLEN', '$WAKE_COUNT', '*', 'k', KEYS[1])
+      redis.call('PEXPIRE', wake, '$WAKE_TTL')
+    end
+  end
+end
+""".replace("$WAKE_COUNT", str(_WAKE_COUNT))
+    .replace("$WAKE_TTL", str(_WAKE_TTL_MS))
+    .replace("$WATCH_TTL", str(_WATCH_TTL_MS))
+)
+
+# KEYS: the stream, the run's key set, the stream's watchers, its cursors. ARGV:
+# start, stop (= start + count), count, data, ttl_ms, the writer's wake stream,
+# then the readers of the writer's event loop blocked right at start: they are
+# handed the batch there, so their cursors move past it here.
 # Returns {status, length, fresh}; status 0 written, 1 already held, 2 ended, 3 gap.
 _APPEND_LUA = (
     _LUA_LIB
@@ -142,11 +211,23 @@ if ended then return {2, length, 0} end
 if start < length then return {1, length, 0} end
 if start > length then return {3, length, 0} end
 redis.call('XADD', KEYS[1], ARGV[2] .. '-0', 'n', ARGV[3], 'd', ARGV[4])
-return {0, stop, touch(KEYS[1], ARGV[5])}
+notify(KEYS[3], ARGV[6])
+local fresh = touch(KEYS[1], ARGV[5])
+if #ARGV > 6 then
+  for i = 7, #ARGV do
+    local old = redis.call('HGET', KEYS[4], ARGV[i])
+    if not old or tonumber(old) < stop then
+      redis.call('HSET', KEYS[4], ARGV[i], ARGV[2])
+    end
+  end
+  touch(KEYS[4], ARGV[5])
+end
+return {0, stop, fresh}
 """
 )
 
-# ARGV: ttl_ms, has_error ('0'/'1'), error. Returns {ended_now, length, fresh}.
+# KEYS as for append. ARGV: ttl_ms, has_error ('0'/'1'), error, the writer's wake
+# stream. Returns {ended_now, length, fresh}.
 _END_LUA = (
     _LUA_LIB
     + """
@@ -158,12 +239,14 @@ if ARGV[2] == '1' then
 else
   redis.call('XADD', KEYS[1], id, 'end', '1')
 end
+notify(KEYS[3], ARGV[4])
 return {1, length, touch(KEYS[1], ARGV[1])}
 """
 )
 
-# ARGV: count, data, ttl_ms. Returns {status, length (= the batch's start), fresh};
-# status 0 written (or nothing to write), 2 ended.
+# KEYS as for append. ARGV: count, data, ttl_ms, the writer's wake stream.
+# Returns {status, length (= the batch's start), fresh}; status 0 written (or
+# nothing to write), 2 ended.
 _APPEND_AT_END_LUA = (
     _LUA_LIB
     + """
@@ -173,17 +256,20 @@ local count = tonumber(ARGV[1])
 if count == 0 then return {0, length, 0} end
 redis.call('XADD', KEYS[1], string.format('%d-0', length + count),
            'n', ARGV[1], 'd', ARGV[2])
+notify(KEYS[3], ARGV[4])
 return {0, length, touch(KEYS[1], ARGV[3])}
 """
 )
 
-# KEYS: the stream, and with a reader also the run's key set and the stream's
-# cursors. ARGV: position, max entries, max bytes, and with a reader its name and
-# ttl_ms. Returns {fresh, ...}: fresh is 1 when recording the cursor started the
-# run's key set. The rest is a flat list of triples {id, count, data} in order,
-# where an end marker has count -1 (no error, data '') or -2 (data = the error).
-# With nothing past the position, the rest is the end marker triple if the stream
-# has ended, else {length}.
+# KEYS: the stream, the run's key set, the stream's cursors, its watchers. ARGV:
+# position, ttl_ms, wake stream ('' for none), and with a reader its name. Returns
+# {fresh, ...}: fresh is 1 when recording the cursor started the run's key set.
+# The rest is a flat list of triples {id, count, data} in order, where an end
+# marker has count -1 (no error, data '') or -2 (data = the error). With nothing
+# past the position, the rest is the end marker triple if the stream has ended,
+# else {length}; then the wake stream, if given, is registered among the watchers:
+# the reader is about to wait. Reads stop after $READ_COUNT entries or once they
+# hold $READ_BYTES bytes.
 _READ_LUA = (
     _LUA_LIB
     + """
@@ -193,11 +279,11 @@ if ARGV[4] then
   local old = redis.call('HGET', KEYS[3], ARGV[4])
   if not old or tonumber(old) < tonumber(ARGV[1]) then
     redis.call('HSET', KEYS[3], ARGV[4], ARGV[1])
-    fresh = touch(KEYS[3], ARGV[5])
+    fresh = touch(KEYS[3], ARGV[2])
   end
 end
 local cursor = '(' .. ARGV[1] .. '-0'
-local max_count, max_bytes = tonumber(ARGV[2]), tonumber(ARGV[3])
+local max_count, max_bytes = $READ_COUNT, $READ_BYTES
 local out, n, size = {fresh}, 0, 0
 while n < max_count and size < max_bytes do
   local want = math.min(max_count - n, 64)
@@ -224,17 +310,21 @@ while n < max_count and size < max_bytes do
 end
 if n > 0 then return out end
 local length, ended, err = last_entry(KEYS[1])
-if not ended then return {fresh, length} end
+if not ended then
+  watch(KEYS[4], ARGV[3])
+  return {fresh, length}
+end
 if err then return {fresh, string.format('%d-1', length), -2, err} end
 return {fresh, string.format('%d-1', length), -1, ''}
-"""
+""".replace("$READ_COUNT", str(_READ_COUNT)).replace("$READ_BYTES", str(_READ_BYTES))
 )
 
-# KEYS: the stream, the run's key set, the stream's cursors. ARGV: group,
-# max_count, ttl_ms. The group's cursor is the position of its next value; the
-# entry after it holds that value (or, its positions trimmed, the next one held).
-# Returns one of
-#   {0, cursor, length}                       nothing to take yet
+# KEYS: the stream, the run's key set, the stream's cursors, its watchers. ARGV:
+# group, max_count, ttl_ms, wake stream ('' for none). The group's
+# cursor is the position of its next value; the entry after it holds that value
+# (or, its positions trimmed, the next one held). Returns one of
+#   {0, cursor, length}                       nothing to take yet (the wake
+#                                             stream, if given, now watches)
 #   {1, start, stop, entry end, count, data, fresh}   positions start..stop-1 taken
 #   {2, cursor, length, has_error, error}    the stream ended, the group took all
 _TAKE_LUA = (
@@ -243,7 +333,10 @@ _TAKE_LUA = (
 local cursor = tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '0')
 local entries = redis.call('XRANGE', KEYS[1], string.format('(%d-0', cursor), '+',
                            'COUNT', 1)
-if #entries == 0 then return {0, cursor, (last_entry(KEYS[1]))} end
+if #entries == 0 then
+  watch(KEYS[4], ARGV[4])
+  return {0, cursor, (last_entry(KEYS[1]))}
+end
 local id, f = entries[1][1], entries[1][2]
 local stop = id_position(id)
 if f[1] ~= 'n' then  -- the end marker
@@ -299,14 +392,18 @@ return {won, touch(KEYS[1], ARGV[1])}
 """
 )
 
-# KEYS[1]: the wake stream; ARGV: ttl_ms.
-_WAKE_LUA = """
-redis.call('XADD', KEYS[1], 'MAXLEN', '1', '*', 'wake', '1')
-redis.call('PEXPIRE', KEYS[1], ARGV[1])
-"""
-
 _APPENDED, _HELD, _CLOSED, _GAP = 0, 1, 2, 3
 _NOTHING, _TAKEN, _ALL_TAKEN = 0, 1, 2
+
+
+def _watchers_key(prefix: str, run_id: str, stream: str) -> str:
+    """Return the key of the hash of processes waiting for a stream to change.
+
+    Fields are wake stream keys, values the server time (ms) a registration ends.
+    It expires on its own shortly after the last registration, so it is not in the
+    run's key set (a blocked read must not index a run that does not exist yet).
+    """
+    return f"{_keys.run_tag(prefix, run_id)}:w:{stream}"
 
 
 def _script(code: str) -> Any:
@@ -329,7 +426,6 @@ class _Scripts:
         self.state = _script(_STATE_LUA)
         self.set_fields = _script(_SET_FIELDS_LUA)
         self.claim = _script(_CLAIM_LUA)
-        self.wake = _script(_WAKE_LUA)
 
     @classmethod
     def get(cls) -> _Scripts:
@@ -391,17 +487,92 @@ def _parse_url(url: str) -> _Address:
 
 # ------------------------------------------------------------------ blocked reads
 class _Waiter:
-    """One blocked read: a stream key and the position it needs values after."""
+    """A read blocked on a stream key of this loop: at which position, for whom."""
 
-    __slots__ = ("event", "key", "position", "woken")
+    __slots__ = ("event", "position", "reader")
 
-    def __init__(self, key: bytes, position: int) -> None:
-        self.key = key
-        self.position = position
+    def __init__(self, position: int, reader: str | None) -> None:
         self.event = anyio.Event()
-        #: Set when the stream may hold what it waits for; the read then re-reads.
-        #: An event set while this stays False hands over the leader's role.
-        self.woken = False
+        self.position = position
+        self.reader = reader
+
+
+class _Tracked:
+    """What one event loop knows of a stream key that its readers use."""
+
+    __slots__ = (
+        "blocked",
+        "chunks",
+        "cursors",
+        "length",
+        "length_version",
+        "users",
+        "version",
+        "waiters",
+        "watched_until",
+    )
+
+    def __init__(self) -> None:
+        self.users = 0  # reads in progress on the key
+        self.blocked = 0  # of which waiting, or woken and not yet running
+        #: Bumped on every change this loop hears of (its own writes, wake entries).
+        self.version = 0
+        self.waiters: list[_Waiter] = []
+        #: The last few batches this loop appended while readers were blocked.
+        self.chunks: list[Chunk] = []
+        #: The stream held ``length`` values when ``version`` was
+        #: ``length_version`` (this loop had just appended its last batch).
+        self.length = 0
+        self.length_version = -1
+        #: Cursors that appends of this loop moved on the server, past the batch
+        #: they handed to readers blocked right before it.
+        self.cursors: dict[str, int] = {}
+        #: Until when (event loop clock) the server surely keeps this loop's wake
+        #: stream registered among the stream's watchers.
+        self.watched_until = -math.inf
+
+    def blocked_readers(self, position: int) -> list[str]:
+        """Name the readers blocked right at ``position`` (not yet woken)."""
+        return [
+            w.reader
+            for w in self.waiters
+            if w.position == position and w.reader is not None
+        ]
+
+    def appended(self, chunk: Chunk, moved: Sequence[str]) -> None:
+        """Note a batch this loop appended, and the cursors its script moved."""
+        self.length, self.length_version = chunk.end, self.version
+        for reader in moved:
+            self.cursors[reader] = max(self.cursors.get(reader, 0), chunk.end)
+        # Keep it for the readers blocked right now, which take it from here.
+        if self.blocked:
+            self.chunks = [*self.chunks[1 - _HANDED_CHUNKS :], chunk]
+        elif self.chunks:
+            self.chunks = []
+
+    def handed(self, position: int) -> list[Chunk]:
+        """Return the kept batches that follow on one another from ``position``."""
+        found: list[Chunk] = []
+        for chunk in self.chunks:
+            if chunk.start == position:
+                found.append(chunk)
+                position = chunk.end
+        return found
+
+    def settled(self, position: int, reader: str | None, now: float) -> bool:
+        """Tell whether a read at ``position`` may wait without asking the server.
+
+        True when the stream ends right there as far as anyone has said (this
+        loop's append made it so, and no change came since), the server has the
+        reader's cursor at ``position`` already, and this loop's registration
+        holds: a read script would record nothing and find nothing.
+        """
+        return (
+            self.length_version == self.version
+            and self.length == position
+            and self.watched_until > now
+            and (reader is None or self.cursors.get(reader, -1) >= position)
+        )
 
 
 def _loop_finished(loop: object) -> bool:
@@ -435,16 +606,13 @@ class _Session:
         self.loop = loop
         self.lock = anyio.Lock()
         self.client: Any = None  # GlideClient: every ordinary command
-        self.blocker: Any = None  # GlideClient: the one XREAD BLOCK, lazily
+        self.blocker: Any = None  # GlideClient: XREAD BLOCK on the wake stream
         self.wake_key = _keys.wake_key(store.prefix, uuid.uuid4().hex).encode()
         self.wake_id = b"0-0"  # the last wake entry seen
-        self.waiters: dict[bytes, list[_Waiter]] = {}
-        self.leader: _Waiter | None = None
-        self.successor: _Waiter | None = None  # told to take over the leader's role
-        #: What the leader's XREAD in flight waits for: key -> position.
-        self.watching: dict[bytes, int] | None = None
-        self.woke_leader = False  # a wake entry was sent for the XREAD in flight
-        self.stale_block = False  # an abandoned XREAD may still block the server
+        self.tracked: dict[bytes, _Tracked] = {}
+        self.waiting = 0  # blocked reads
+        self.watching = False  # the task that reads the wake stream runs
+        self.closed = False
 
     async def connect(self, operation: str) -> Any:
         """Return the multiplexed client, connecting on first use for ``operation``."""
@@ -452,13 +620,21 @@ class _Session:
             async with self.lock:
                 if self.client is None:
                     with self.store._errors(operation):
-                        self.client = await GlideClient.create(
-                            self.store._config("datagraph")
-                        )
+                        self.client = await self._open("datagraph")
         return self.client
+
+    async def _open(self, name: str) -> Any:
+        client = await GlideClient.create(self.store._config(name))
+        if self.closed:  # closed while connecting: no one else would close it
+            with contextlib.suppress(Exception):
+                await client.close()
+            msg = f"the store for {self.store.url} was closed"
+            raise StoreConnectionError(msg)
+        return client
 
     async def close(self) -> None:
         """Close both clients (safe from any event loop, and more than once)."""
+        self.closed = True
         clients, self.client, self.blocker = (self.client, self.blocker), None, None
         for client in clients:
             if client is not None:
@@ -468,136 +644,190 @@ class _Session:
                     await client.close()
 
     # -- waking ------------------------------------------------------------------
-    def wake(self, key: bytes) -> None:
-        """Wake every reader blocked on ``key`` (a write here changed it)."""
-        for waiter in self.waiters.get(key, ()):
-            waiter.woken = True
-            waiter.event.set()
+    def track(self, key: bytes) -> _Tracked:
+        """Follow the changes of ``key`` until the matching ``untrack``."""
+        tracked = self.tracked.get(key)
+        if tracked is None:
+            if len(self.tracked) >= _TRACKED_KEYS:
+                self._prune(anyio.current_time())
+            tracked = self.tracked[key] = _Tracked()
+        tracked.users += 1
+        return tracked
 
-    def _add(self, waiter: _Waiter) -> None:
-        self.waiters.setdefault(waiter.key, []).append(waiter)
+    def untrack(self, key: bytes, tracked: _Tracked) -> None:
+        tracked.users -= 1
+        if not tracked.blocked:
+            tracked.chunks = []  # no reader left to hand them to
+        # Between reads, a key stays known while its registration holds: the next
+        # read may then wait without a round trip (see ``_Tracked.settled``).
+        if not tracked.users and tracked.watched_until <= anyio.current_time():
+            self._drop(key, tracked)
 
-    def _remove(self, waiter: _Waiter) -> None:
-        waiters = self.waiters[waiter.key]
-        waiters.remove(waiter)
-        if not waiters:
-            del self.waiters[waiter.key]
-        if self.successor is waiter:
-            self.successor = None
-        self._hand_off()
+    def _drop(self, key: bytes, tracked: _Tracked) -> None:
+        if self.tracked.get(key) is tracked:
+            del self.tracked[key]
 
-    def _hand_off(self) -> None:
-        """Make sure some blocked reader leads, when one is left to."""
-        if self.leader is not None or self.successor is not None:
-            return
-        for waiters in self.waiters.values():
-            for waiter in waiters:
-                if not waiter.woken:
-                    self.successor = waiter
-                    waiter.event.set()
-                    return
+    def _prune(self, now: float) -> None:
+        """Drop the keys no read uses, those that cannot save a round trip first."""
+        idle = [(k, t) for k, t in self.tracked.items() if not t.users]
+        expired = [(k, t) for k, t in idle if t.watched_until <= now]
+        for key, tracked in expired or idle:
+            self._drop(key, tracked)
 
-    def _covers(self, waiter: _Waiter) -> bool:
-        watching = self.watching
-        if watching is None:
-            # Between two XREADs: the leader's next one will include this waiter.
-            return True
-        position = watching.get(waiter.key)
-        return position is not None and position <= waiter.position
-
-    async def _interrupt(self, *, force: bool = False) -> None:
-        """Make the leader's XREAD return by writing to the wake stream."""
-        if self.woke_leader and not force:
-            return
-        self.woke_leader = True
-        operation = "interrupt a blocked read"
-        try:
-            client = await self.connect(operation)
-            with self.store._errors(operation):
-                await client.invoke_script(
-                    self.store._scripts.wake,
-                    keys=[self.wake_key],
-                    args=[str(_WAKE_TTL_MS)],
-                )
-        except BaseException:
-            self.woke_leader = False  # let the next blocked reader try again
-            raise
-
-    async def wait(self, key: bytes, position: int, deadline: float) -> None:
-        """Block until ``key`` may hold entries after ``position``, or ``deadline``.
-
-        May return early (the caller re-reads and, if need be, waits again).
-        """
-        me = _Waiter(key, position)
-        self._add(me)
-        try:
-            while not me.woken and anyio.current_time() < deadline:
-                if self.leader is None:
-                    await self._lead(me, deadline)
-                    continue
-                if not self._covers(me):
-                    await self._interrupt()
-                with anyio.move_on_at(deadline):
-                    await me.event.wait()
-                if self.successor is me:
-                    self.successor = None
-                if not me.woken:  # asked to lead: loop round and take the role
-                    me.event = anyio.Event()
-        finally:
-            self._remove(me)
-
-    async def _lead(self, me: _Waiter, deadline: float) -> None:
-        """Run XREAD BLOCK for every blocked reader until ``me`` is served."""
-        self.leader = me
-        if self.successor is me:
-            self.successor = None
-        try:
-            if self.blocker is None:
-                with self.store._errors("wait for new values"):
-                    self.blocker = await GlideClient.create(
-                        self.store._config("datagraph-wait")
-                    )
-            if self.stale_block:
-                # A leader was cancelled mid-XREAD; the server may still be holding
-                # it, and our next command would queue behind it on that connection.
-                await self._interrupt(force=True)
-                self.stale_block = False
-            while not me.woken:
-                remaining = deadline - anyio.current_time()
-                if remaining <= 0:
-                    return
-                # deadline may be infinite: clamp before converting to an int
-                await self._block_once(math.ceil(min(remaining * 1000, _MAX_BLOCK_MS)))
-        finally:
-            self.leader = None
-            self._hand_off()
-
-    async def _block_once(self, block_ms: int) -> None:
-        watching: dict[bytes, int] = {}
-        for key, waiters in self.waiters.items():
-            positions = [w.position for w in waiters if not w.woken]
-            if positions:
-                watching[key] = min(positions)
-        ids: dict[bytes, bytes] = {
-            key: b"%d-0" % position for key, position in watching.items()
-        }
-        ids[self.wake_key] = self.wake_id
-        self.watching, self.woke_leader = watching, False
-        try:
-            with self.store._errors("wait for new values"):
-                reply = await self.blocker.xread(
-                    ids, StreamReadOptions(block_ms=max(block_ms, 1), count=1)
-                )
-        except BaseException:
-            self.stale_block = True
-            raise
-        finally:
-            self.watching = None
-        for key, entries in (reply or {}).items():
-            if key == self.wake_key:
-                self.wake_id = list(entries)[-1]
-            else:
+    def forget(self, prefix: bytes) -> None:
+        """Forget what is known of the keys starting with ``prefix`` (deleted)."""
+        for key, tracked in list(self.tracked.items()):
+            if key.startswith(prefix):
+                tracked.cursors.clear()
+                tracked.length_version = -1
                 self.wake(key)
+
+    def readers_at(self, key: bytes, position: int) -> list[str]:
+        """Name this loop's readers blocked on ``key`` right at ``position``."""
+        tracked = self.tracked.get(key)
+        return tracked.blocked_readers(position) if tracked is not None else []
+
+    def wake(
+        self, key: bytes, chunk: Chunk | None = None, moved: Sequence[str] = ()
+    ) -> None:
+        """Note a change of ``key`` and wake the readers blocked on it.
+
+        ``chunk`` is a batch this loop has just appended at ``key``, whose script
+        also moved the cursors of the readers ``moved`` past it; the readers it
+        wakes may take it from here (see ``RedisStore.read``).
+        """
+        tracked = self.tracked.get(key)
+        if tracked is not None:
+            tracked.version += 1
+            if chunk is not None:
+                tracked.appended(chunk, moved)
+            waiters, tracked.waiters = tracked.waiters, []
+            for waiter in waiters:
+                waiter.event.set()
+
+    def wake_all(self) -> None:
+        """Wake every blocked reader (they read again and wait again if need be)."""
+        for key in list(self.tracked):
+            self.wake(key)
+
+    async def wait(
+        self,
+        tracked: _Tracked,
+        seen: int,
+        until: float,
+        position: int,
+        reader: str | None,
+    ) -> None:
+        """Block until the key changes after its version ``seen``, or ``until``.
+
+        The caller, a read at ``position`` (for ``reader``), made sure that this
+        loop's wake stream is registered for the key, and noted ``seen`` before it
+        last learnt that the stream holds nothing new: any change since then
+        returns at once. May also return early; the caller reads again.
+        """
+        if tracked.version != seen:
+            return
+        waiter = _Waiter(position, reader)
+        tracked.waiters.append(waiter)
+        tracked.blocked += 1
+        self.waiting += 1
+        if not self.watching:
+            self.watching = True
+            _background.spawn(self._watch)
+        try:
+            with anyio.move_on_at(until):
+                await waiter.event.wait()
+        finally:
+            self.waiting -= 1
+            tracked.blocked -= 1
+            with contextlib.suppress(ValueError):  # gone when woken
+                tracked.waiters.remove(waiter)
+
+    async def _watch(self) -> None:
+        """Read the wake stream while readers wait; wake those whose key changed.
+
+        Runs as a background task of the event loop. An XREAD in flight when the
+        last reader stops waiting is left to finish (an abandoned XREAD would keep
+        its connection blocked), so a reader that starts waiting meanwhile is
+        covered at once: every registration of this loop names the same stream.
+        """
+        delay = _RETRY_FIRST_S
+        try:
+            while self.waiting:
+                try:
+                    reply = await self._read_wakes()
+                except Exception:
+                    # Readers hear of the failure (or of aclose()) on their own
+                    # connection, or wait again; wake entries stay meanwhile.
+                    self.wake_all()
+                    if self.closed:
+                        return
+                    await anyio.sleep(delay)
+                    delay = min(delay * 2, _RETRY_MAX_S)
+                    continue
+                delay = _RETRY_FIRST_S
+                entries: Mapping[bytes, Any] = (reply or {}).get(self.wake_key) or {}
+                if not entries:
+                    continue
+                self.wake_id = list(entries)[-1]
+                if len(entries) >= _WAKE_COUNT:
+                    self.wake_all()  # older entries may have been trimmed away
+                    continue
+                for fields in entries.values():
+                    for name, value in fields:
+                        if name == b"k":
+                            self.wake(value)
+        finally:
+            self.watching = False
+
+    async def _read_wakes(self) -> Any:
+        if self.blocker is None:
+            async with self.lock:
+                if self.blocker is None:
+                    self.blocker = await self._open("datagraph-wait")
+        return await self.blocker.xread(
+            {self.wake_key: self.wake_id},
+            StreamReadOptions(block_ms=_MAX_BLOCK_MS, count=_WAKE_COUNT),
+        )
+
+
+class _Errors:
+    """Context manager that re-raises glide's errors as the store's own."""
+
+    __slots__ = ("address", "operation")
+
+    def __init__(self, address: _Address, operation: str) -> None:
+        self.address = address  # its URL is only worked out for a message
+        self.operation = operation
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if isinstance(exc, ClosingError | GlideConnectionError | GlideTimeoutError):
+            url, detail = self.address.safe_url, str(exc).strip()
+            msg = f"cannot reach Redis at {url} to {self.operation}: {detail}"
+            raise StoreConnectionError(msg) from exc
+        if isinstance(exc, GlideError):
+            url, detail = self.address.safe_url, str(exc).strip()
+            msg = f"Redis at {url} failed to {self.operation}: {detail}"
+            raise StoreError(msg) from exc
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _StreamKeys:
+    """The keys a value stream's commands use, worked out once per stream."""
+
+    stream: str
+    tracked: bytes  # the stream's key as a session tracks it
+    keyset: str
+    cursors: str
+    watchers: str
 
 
 # ------------------------------------------------------------------- the store
@@ -635,6 +865,7 @@ class RedisStore(Store):
         self._scripts = _Scripts.get()
         self._sessions: dict[object, _Session] = {}
         self._sessions_lock = threading.Lock()  # a store may serve loops in threads
+        self._stream_keys: dict[tuple[str, str], _StreamKeys] = {}
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> Self:
@@ -666,19 +897,9 @@ class RedisStore(Store):
             client_name=name,
         )
 
-    @contextlib.contextmanager
-    def _errors(self, operation: str) -> Iterator[None]:
+    def _errors(self, operation: str) -> _Errors:
         """Re-raise the client's errors as ``StoreConnectionError``/``StoreError``."""
-        try:
-            yield
-        except (ClosingError, GlideConnectionError, GlideTimeoutError) as exc:
-            detail = str(exc).strip()
-            msg = f"cannot reach Redis at {self.url} to {operation}: {detail}"
-            raise StoreConnectionError(msg) from exc
-        except GlideError as exc:
-            detail = str(exc).strip()
-            msg = f"Redis at {self.url} failed to {operation}: {detail}"
-            raise StoreError(msg) from exc
+        return _Errors(self.address, operation)
 
     async def _session(self) -> _Session:
         loop = anyio.lowlevel.current_token().native_token
@@ -697,8 +918,29 @@ class RedisStore(Store):
         return session
 
     async def _client(self, operation: str) -> tuple[_Session, Any]:
-        session = await self._session()
-        return session, await session.connect(operation)
+        # Every command comes this way: the usual case takes no lock and no await.
+        session = self._sessions.get(anyio.lowlevel.current_token().native_token)
+        if session is None:
+            session = await self._session()
+        client = session.client
+        if client is None:
+            client = await session.connect(operation)
+        return session, client
+
+    def _keys_of(self, run_id: str, stream: str) -> _StreamKeys:
+        found = self._stream_keys.get((run_id, stream))
+        if found is None:
+            if len(self._stream_keys) >= _KEYS_CACHED:
+                self._stream_keys.clear()
+            key = _keys.stream_key(self.prefix, run_id, stream)
+            found = self._stream_keys[run_id, stream] = _StreamKeys(
+                stream=key,
+                tracked=key.encode(),
+                keyset=_keys.keys_key(self.prefix, run_id),
+                cursors=_keys.cursors_key(self.prefix, run_id, stream),
+                watchers=_watchers_key(self.prefix, run_id, stream),
+            )
+        return found
 
     async def _index(self, client: Any, run_id: str) -> None:
         """Add a run to the index of runs, keeping the time it was first seen."""
@@ -715,19 +957,28 @@ class RedisStore(Store):
         if start < 0 or count < 0:
             msg = f"start and count must not be negative, got {start} and {count}"
             raise ValueError(msg)
-        key = _keys.stream_key(self.prefix, run_id, stream)
+        keys = self._keys_of(run_id, stream)
         operation = f"append to stream {stream!r} of run {run_id}"
         session, client = await self._client(operation)
+        moved = session.readers_at(keys.tracked, start) if count else []
         with self._errors(operation):
             status, length, fresh = await client.invoke_script(
                 self._scripts.append,
-                keys=[key, _keys.keys_key(self.prefix, run_id)],
-                args=[str(start), str(start + count), str(count), data, self._ttl_ms],
+                keys=[keys.stream, keys.keyset, keys.watchers, keys.cursors],
+                args=[
+                    str(start),
+                    str(start + count),
+                    str(count),
+                    data,
+                    self._ttl_ms,
+                    session.wake_key,
+                    *moved,
+                ],
             )
         if fresh:
             await self._index(client, run_id)
         if status == _APPENDED:
-            session.wake(key.encode())
+            session.wake(keys.tracked, Chunk(start, count, data), moved)
         elif status == _CLOSED:
             msg = (
                 f"stream {stream!r} of run {run_id} has ended after {length} values; "
@@ -745,20 +996,25 @@ class RedisStore(Store):
 
     async def end(self, run_id: str, stream: str, error: bytes | None = None) -> bool:
         """End the stream; see ``Store.end``."""
-        key = _keys.stream_key(self.prefix, run_id, stream)
+        keys = self._keys_of(run_id, stream)
         operation = f"end stream {stream!r} of run {run_id}"
         session, client = await self._client(operation)
-        args = [self._ttl_ms, "0" if error is None else "1", error or b""]
+        args = [
+            self._ttl_ms,
+            "0" if error is None else "1",
+            error or b"",
+            session.wake_key,
+        ]
         with self._errors(operation):
             ended, _, fresh = await client.invoke_script(
                 self._scripts.end,
-                keys=[key, _keys.keys_key(self.prefix, run_id)],
+                keys=[keys.stream, keys.keyset, keys.watchers],
                 args=args,
             )
         if fresh:
             await self._index(client, run_id)
         if ended:
-            session.wake(key.encode())
+            session.wake(keys.tracked)
         return bool(ended)
 
     async def append_at_end(
@@ -772,14 +1028,14 @@ class RedisStore(Store):
         if count < 0:
             msg = f"count must not be negative, got {count}"
             raise ValueError(msg)
-        key = _keys.stream_key(self.prefix, run_id, stream)
+        keys = self._keys_of(run_id, stream)
         operation = f"append to stream {stream!r} of run {run_id}"
         session, client = await self._client(operation)
         with self._errors(operation):
             status, start, fresh = await client.invoke_script(
                 self._scripts.append_at_end,
-                keys=[key, _keys.keys_key(self.prefix, run_id)],
-                args=[str(count), data, self._ttl_ms],
+                keys=[keys.stream, keys.keyset, keys.watchers],
+                args=[str(count), data, self._ttl_ms, session.wake_key],
             )
         if fresh:
             await self._index(client, run_id)
@@ -790,7 +1046,7 @@ class RedisStore(Store):
             )
             raise StreamClosedError(msg)
         if count:
-            session.wake(key.encode())
+            session.wake(keys.tracked, Chunk(int(start), count, data))
         return int(start)
 
     async def read(
@@ -806,35 +1062,61 @@ class RedisStore(Store):
 
         See ``Store.read``. Returns at most 512 chunks, and stops adding chunks
         once they hold 8 MiB; read again from the end of the last one for more.
-        The script that reads also records ``reader``'s cursor.
+        The script that reads also records ``reader``'s cursor. A read where a
+        batch appended through this store object ended, with nothing changed
+        since, skips it: that append recorded the cursor here (see the module's
+        docstring).
         """
-        key = _keys.stream_key(self.prefix, run_id, stream)
-        deadline = anyio.current_time() + max(timeout, 0.0)
+        keys = self._keys_of(run_id, stream)
         operation = f"read stream {stream!r} of run {run_id}"
         session, client = await self._client(operation)
-        keys = [key]
-        args = [str(position), str(_READ_COUNT), str(_READ_BYTES)]
+        wait = timeout > 0
+        deadline = anyio.current_time() + timeout if wait else 0.0
+        args = [str(position), self._ttl_ms, session.wake_key if wait else b""]
         if reader is not None:
-            keys += (
-                _keys.keys_key(self.prefix, run_id),
-                _keys.cursors_key(self.prefix, run_id, stream),
-            )
-            args += (reader, self._ttl_ms)
-        while True:
-            with self._errors(operation):
-                reply = await client.invoke_script(
-                    self._scripts.read, keys=keys, args=args
-                )
-            if reply[0]:  # the cursor was the run's first key
-                await self._index(client, run_id)
-            if len(reply) > 2:
-                return _parse_entries(reply, 1)
-            if anyio.current_time() >= deadline:
-                return Batch(())
-            # Wait for entries past what the stream holds now: a reader asking
-            # beyond the end must still hear that the stream ended.
-            length = int(reply[1])
-            await session.wait(key.encode(), min(position, length), deadline)
+            args.append(reader)
+        tracked = session.track(keys.tracked)
+        try:
+            now = anyio.current_time() if wait else 0.0
+            # After a batch appended here, the server may hold nothing new to say.
+            ask = not (wait and tracked.settled(position, reader, now))
+            while True:
+                seen = tracked.version
+                if ask:
+                    sent = now
+                    with self._errors(operation):
+                        reply = await client.invoke_script(
+                            self._scripts.read,
+                            keys=[
+                                keys.stream,
+                                keys.keyset,
+                                keys.cursors,
+                                keys.watchers,
+                            ],
+                            args=args,
+                        )
+                    if reply[0]:  # the cursor was the run's first key
+                        await self._index(client, run_id)
+                    if len(reply) > 2:
+                        return _parse_entries(reply, 1)
+                    now = anyio.current_time() if wait else 0.0
+                    if now >= deadline:
+                        return Batch(())
+                    # The script registered this loop's wake stream (it ran
+                    # after ``sent``; the server's clock then counts the TTL).
+                    tracked.watched_until = sent + _WATCHED_S
+                ask = True
+                # Any change of the stream wakes this wait, also an end that a
+                # reader asking beyond the last value must hear of.
+                until = min(deadline, now + _RENEW_S)
+                await session.wait(tracked, seen, until, position, reader)
+                # The cursor is at this position on the server already, so what
+                # this loop appended right there needs no second round trip.
+                if handed := tracked.handed(position):
+                    return Batch(handed)
+                now = anyio.current_time()
+        finally:
+            session.untrack(keys.tracked, tracked)
 
     async def take(
         self,
@@ -851,33 +1133,44 @@ class RedisStore(Store):
         cursor past what it hands out, so every value goes to one member however
         many race. The share's chunk is the whole batch holding its values.
         """
-        key = _keys.stream_key(self.prefix, run_id, stream)
-        deadline = anyio.current_time() + max(timeout, 0.0)
+        keys = self._keys_of(run_id, stream)
         operation = f"take from stream {stream!r} of run {run_id} for {group!r}"
         session, client = await self._client(operation)
-        keys = [
-            key,
-            _keys.keys_key(self.prefix, run_id),
-            _keys.cursors_key(self.prefix, run_id, stream),
+        wait = timeout > 0
+        deadline = anyio.current_time() + timeout if wait else 0.0
+        args = [
+            group,
+            str(max(max_count, 1)),
+            self._ttl_ms,
+            session.wake_key if wait else b"",
         ]
-        args = [group, str(max(max_count, 1)), self._ttl_ms]
-        while True:
-            with self._errors(operation):
-                reply = await client.invoke_script(
-                    self._scripts.take, keys=keys, args=args
-                )
-            if reply[0] == _TAKEN:
-                _, start, stop, end, count, data, fresh = reply
-                if fresh:
-                    await self._index(client, run_id)
-                return Share(Chunk(end - count, count, data), start, stop)
-            cursor, length = int(reply[1]), int(reply[2])
-            if reply[0] == _ALL_TAKEN:
-                error = reply[4] if reply[3] else None
-                return Share(None, cursor, cursor, StreamState(length, True, error))
-            if anyio.current_time() >= deadline:
-                return Share(None, cursor, cursor)
-            await session.wait(key.encode(), min(cursor, length), deadline)
+        tracked = session.track(keys.tracked)
+        try:
+            while True:
+                seen = tracked.version
+                with self._errors(operation):
+                    reply = await client.invoke_script(
+                        self._scripts.take,
+                        keys=[keys.stream, keys.keyset, keys.cursors, keys.watchers],
+                        args=args,
+                    )
+                if reply[0] == _TAKEN:
+                    _, start, stop, end, count, data, fresh = reply
+                    if fresh:
+                        await self._index(client, run_id)
+                    return Share(Chunk(end - count, count, data), start, stop)
+                cursor, length = int(reply[1]), int(reply[2])
+                if reply[0] == _ALL_TAKEN:
+                    error = reply[4] if reply[3] else None
+                    end_state = StreamState(length, True, error)
+                    return Share(None, cursor, cursor, end_state)
+                now = anyio.current_time() if wait else 0.0
+                if now >= deadline:
+                    return Share(None, cursor, cursor)
+                until = min(deadline, now + _RENEW_S)
+                await session.wait(tracked, seen, until, cursor, None)
+        finally:
+            session.untrack(keys.tracked, tracked)
 
     async def cursors(self, run_id: str, stream: str) -> dict[str, int]:
         """Return each reader's (and group's) position; see ``Store.cursors``."""
@@ -995,7 +1288,10 @@ class RedisStore(Store):
         """Delete every stream, field and claim of a run; see ``Store.delete_run``."""
         keys_key = _keys.keys_key(self.prefix, run_id)
         operation = f"delete run {run_id}"
-        _, client = await self._client(operation)
+        session, client = await self._client(operation)
+        # What this loop knows of the run's streams (lengths, cursors) goes too:
+        # a run started afresh under the same id begins at position 0 again.
+        session.forget(_keys.run_tag(self.prefix, run_id).encode() + b":")
         with self._errors(operation):
             members = await client.smembers(keys_key)
             await client.delete(

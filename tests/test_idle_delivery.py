@@ -159,6 +159,7 @@ async def test_local_writes_wake_local_readers_without_the_server(
             got.append(await store.read("run", "s", position, timeout=TIMEOUT))
 
         session, client = await store._client("inspect")
+        watchers = f"{redis_prefix}:{{run}}:w:s"
         try:
             with anyio.fail_after(TIMEOUT):
                 async with anyio.create_task_group() as tg:
@@ -169,6 +170,9 @@ async def test_local_writes_wake_local_readers_without_the_server(
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(reader, 1)
                     await wait_all_tasks_blocked()
+                    # Sent after the reader's script on the same connection, so it
+                    # runs after it: the reader has registered its wake stream.
+                    assert await client.hexists(watchers, session.wake_key)
                     await other.append("run", "s", 1, 1, b"b")
                 assert await client.xlen(session.wake_key) == 1
             assert [[(c.start, c.data) for c in b.chunks] for b in got] == [
@@ -177,4 +181,4 @@ async def test_local_writes_wake_local_readers_without_the_server(
             ]
         finally:
             await store.delete_run("run")
-            await client.delete([session.wake_key, f"{redis_prefix}:{{run}}:w:s"])
+            await client.delete([session.wake_key, watchers])

@@ -134,10 +134,25 @@ async def _double(fc_numbers: IO[int]) -> AsyncIterator[int]:
         yield value * 2
 
 
+eager = Processor(name="fc_eager", inputs=["fc_numbers"], outputs=["fc_doubled"])
+
+
+@eager
+async def _eager(fc_numbers: IO[int]) -> AsyncIterator[int]:
+    values = fc_numbers.stream()
+    reading.set()  # the gated source starts once this reader is in
+    async for value in values:
+        yield value * 2
+
+
 async def test_intermediate_streams_are_trimmed_and_outputs_kept(
     supervisor: Supervisor, store: Store
 ) -> None:
-    flow = Flow.from_processors(source, double).resolve()
+    # Trimming needs every reader to have started while the producer still writes;
+    # the gated source waits for its reader, so that holds on any schedule.
+    global reading
+    reading = anyio.Event()
+    flow = Flow.from_processors(gated, eager).resolve()
     with anyio.fail_after(TIMEOUT):
         run = await supervisor.start_flow(flow, inputs=[IOVal("fc_n", 3_000)])
         await run.wait()

@@ -5,11 +5,13 @@ run lives in one slot and the store's Lua scripts may touch several of its keys:
 
     <prefix>:{<run>}:s:<stream>   Redis Stream of a value stream (one entry per batch)
     <prefix>:{<run>}:c:<stream>   hash of a stream's cursors (reader or group: position)
+    <prefix>:{<run>}:w:<stream>   hash of the wake streams of readers blocked on it
     <prefix>:{<run>}:meta         hash of the run's metadata fields
     <prefix>:{<run>}:claims       hash of one-shot claims (HSETNX)
     <prefix>:{<run>}:keys         set of the run's keys above, for delete_run
     <prefix>:runs                 sorted set of run ids, scored by first-seen time
-    <prefix>:wake:<token>         tiny stream that interrupts one process's blocked read
+    <prefix>:wake:<token>         one event loop's wake stream: writers elsewhere add to
+                                  it, and the loop's one XREAD BLOCK wakes its readers
 """
 
 from __future__ import annotations

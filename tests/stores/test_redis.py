@@ -354,8 +354,9 @@ async def test_another_process_wakes_a_blocked_reader_promptly(
 async def test_a_new_waiter_interrupts_the_blocked_xread(
     redis_factory: Callable[..., RedisStore],
 ) -> None:
-    # The first reader leads: its XREAD BLOCK covers only its own stream. A second
-    # reader must be served promptly anyway, not when that XREAD times out.
+    # Two readers of one process block on different streams; a write from another
+    # process to the second stream must wake its reader promptly (through the wake
+    # stream it registered), not when some blocked read times out.
     reader_store, writer_store = redis_factory(), redis_factory()
     got: list[str] = []
     second_served = anyio.Event()

@@ -311,6 +311,24 @@ def run_async(func: Callable[[], Awaitable[T]], backend: Backend) -> T:
     return anyio.run(call, backend=backend.value)
 
 
+def run_until_interrupted(
+    func: Callable[[], Awaitable[T]],
+    backend: Backend,
+    interrupted: Callable[[], str],
+    style: str | None = None,
+) -> T:
+    """Like ``run_async``, but Ctrl+C prints ``interrupted()`` and exits with 130."""
+    from . import _live
+
+    try:
+        return run_async(func, backend)
+    except BaseException as exc:
+        if not isinstance(_live.unwrap(exc), KeyboardInterrupt):
+            raise
+        stderr_console().print(interrupted(), style=style, markup=False)
+        raise typer.Exit(130) from None
+
+
 # --------------------------------------------------------------------------- graph
 
 
@@ -765,14 +783,14 @@ def run_command(
                 errors = await run.errors() if _exit_status(final) else {}
                 return final, errors
 
-        try:
-            final, errors = run_async(body, backend)
-        except BaseException as exc:
-            if not isinstance(_live.unwrap(exc), KeyboardInterrupt):
-                raise
-            what = f": run {cancelled[0]} cancelled" if cancelled else ""
-            stderr_console().print(f"Interrupted{what}", style="bold red", markup=False)
-            raise typer.Exit(130) from None
+        final, errors = run_until_interrupted(
+            body,
+            backend,
+            lambda: (
+                "Interrupted" + (f": run {cancelled[0]} cancelled" if cancelled else "")
+            ),
+            style="bold red",
+        )
         err.print(_live.render_summary(final, errors))
     raise typer.Exit(_exit_status(final))
 
@@ -810,15 +828,9 @@ def watch(
                 errors = await run.errors() if _exit_status(final) else {}
                 return final, errors
 
-        try:
-            final, errors = run_async(body, backend)
-        except BaseException as exc:
-            if not isinstance(_live.unwrap(exc), KeyboardInterrupt):
-                raise
-            stderr_console().print(
-                f"Stopped watching run {run_id}; the run goes on", markup=False
-            )
-            raise typer.Exit(130) from None
+        final, errors = run_until_interrupted(
+            body, backend, lambda: f"Stopped watching run {run_id}; the run goes on"
+        )
         console.print()
         console.print(_live.render_summary(final, errors))
     raise typer.Exit(_exit_status(final))

@@ -175,10 +175,14 @@ class Supervisor:
                 msg = f"no run {run_id!r} in {self.store!r} (never started, or expired)"
                 raise RunNotFoundError(msg)
             plan = _plan.decode_plan(fields[PLAN_FIELD])
-            self._plans[run_id] = plan
-            if len(self._plans) > _CACHED_PLANS:
-                self._plans.popitem(last=False)
+            self._remember_plan(run_id, plan)
         return plan
+
+    def _remember_plan(self, run_id: str, plan: _plan.Plan) -> None:
+        """Cache a run's plan, forgetting the oldest past ``_CACHED_PLANS``."""
+        self._plans[run_id] = plan
+        if len(self._plans) > _CACHED_PLANS:
+            self._plans.popitem(last=False)
 
     async def start_flow(
         self,
@@ -215,7 +219,7 @@ class Supervisor:
         }
 
         run_id = uuid.uuid4().hex
-        self._plans[run_id] = plan
+        self._remember_plan(run_id, plan)
         ctx = self._context(run_id, plan)
         now = time.time()
         pending = _plan.encode(_plan.ProcessorState(status="pending"))

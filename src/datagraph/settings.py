@@ -43,11 +43,20 @@ class Settings:
     read_timeout: float = 1.0
     #: Seconds without a heartbeat after which a running processor counts as lost.
     lease: float = 30.0
+    #: Seconds a dispatched processor may wait for a worker to start it before
+    #: the run fails (no running service implements it, or none serves its queue).
+    dispatch_timeout: float = 300.0
     #: Secret that signs pickled entries; setting it selects the pickle serializer.
     pickle_secret: str | None = None
 
     def __post_init__(self) -> None:
-        for name in ("retention", "flush_interval", "read_timeout", "lease"):
+        for name in (
+            "retention",
+            "flush_interval",
+            "read_timeout",
+            "lease",
+            "dispatch_timeout",
+        ):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and value > 0):
                 msg = f"setting {name} must be a positive number, got {value!r}"

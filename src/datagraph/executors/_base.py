@@ -5,6 +5,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING
 
+from ..exceptions import ExecutorError
+
 if TYPE_CHECKING:
     from .._plan import Plan
     from ..supervisor import Supervisor
@@ -13,22 +15,48 @@ __all__ = ("Executor",)
 
 
 class Executor(ABC):
-    """Runs "processor P of run R" somewhere: this process, a Celery worker, ...
+    """Runs "job J of run R" somewhere: this process, a Celery worker, ...
 
     ``dispatch`` is the whole contract: the process that picks the job up calls
-    ``Supervisor.run_processor(run_id, name)``, which loads the run's plan from the
-    store and does the rest.
+    ``Supervisor.run_processor(run_id, job)``, which loads the run's plan from the
+    store and does the rest. A job is a processor's name, or ``name#i`` for
+    instance ``i`` of a scaled-out processor.
     """
 
-    supervisor: Supervisor | None = None
+    #: Whether a job dispatched again from any process reaches a worker that can
+    #: run it. Then a peer that sees a processor's lease expire dispatches it
+    #: again (a takeover); otherwise the processor is reported lost.
+    takes_over: bool = False
+
+    _supervisor: Supervisor | None = None
+
+    @property
+    def supervisor(self) -> Supervisor | None:
+        """The supervisor this executor runs processors for (once bound)."""
+        return self._supervisor
 
     def bind(self, supervisor: Supervisor) -> None:
-        """Attach the supervisor whose processors this executor runs."""
-        self.supervisor = supervisor
+        """Attach the supervisor whose processors this executor runs.
+
+        Raises:
+            ExecutorError: the executor already serves another supervisor (an
+                executor object belongs to one supervisor; create one for each).
+        """
+        if self._supervisor is not None and self._supervisor is not supervisor:
+            msg = (
+                f"{self!r} already serves {self._supervisor!r}; give each "
+                "Supervisor an executor object of its own"
+            )
+            raise ExecutorError(msg)
+        self._supervisor = supervisor
 
     @abstractmethod
-    async def dispatch(self, run_id: str, processor: str) -> None:
-        """Arrange for processor ``processor`` of run ``run_id`` to run."""
+    async def dispatch(self, run_id: str, job: str) -> None:
+        """Arrange for job ``job`` of run ``run_id`` to run."""
+
+    def where(self, job: str) -> str:
+        """Say where ``job`` goes, for people watching a run wait for it."""
+        return "this process"
 
     def check(self, plan: Plan) -> None:
         """Raise before a run starts if this executor cannot run the plan."""

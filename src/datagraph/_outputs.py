@@ -69,16 +69,17 @@ class Outputs:
             OutputError: the item names no declared output, or is a bare value while
                 the processor has several outputs (or none).
         """
-        if isinstance(item, IOVal):
-            name, value = item.name, item.value
-            buffer = self._buffers.get(name)
+        # ``type() is`` first: an exact IOVal (the seed's style) or a bare value
+        # are the common cases, and the test is cheaper than ``isinstance``.
+        if type(item) is IOVal or isinstance(item, IOVal):
+            buffer = self._buffers.get(item.name)
             if buffer is None:
-                raise self._unknown_output(name)
+                raise self._unknown_output(item.name)
+            buffer.append(item.value)
         elif self._single is not None:
-            name, value, buffer = self._single, item, self._buffers[self._single]
+            self._buffers[self._single].append(item)
         else:
             raise self._bare_value(item)
-        buffer.append(value)
         self._pending += 1
         if self._pending == 1:
             self._oldest = time.monotonic()

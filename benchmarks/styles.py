@@ -1,0 +1,231 @@
+"""W3 written in each style users write processors in, and the zip and merge stages.
+
+Every workload here is measured against the bare-value W3 of ``flows`` in the same
+run (``suite.py``, group ``styles``):
+
+- ``bare``: async generators yielding bare values (``flows.W3``, the reference);
+- ``ioval``: the seed's style, ``yield IOVal(name=..., value=...)``;
+- ``sync_gen``: plain sync generators reading ``BlockingIO.stream()`` (worker thread);
+- ``sync_fn``: plain sync functions returning a list of ``IOVal``s (worker thread);
+- ``zip``: two sources of N values joined by ``a.stream_with(b)``: N output values;
+- ``merge``: two sources of N/2 values merged by ``a.as_available(b)``: N values.
+
+Each run streams the final output and checks its sum, so a lost, duplicated or
+mangled value fails the run.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from datagraph import IO, BlockingIO, Flow, IOVal, Processor
+
+from ._common import sum_check
+from .flows import W3, make_supervisor
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable, Iterator
+
+    from datagraph import Supervisor
+
+# ----------------------------------------------------------- the seed's style
+iv_source = Processor(name="iv_source", inputs=["iv_n"], outputs=["iv_numbers"])
+iv_double = Processor(name="iv_double", inputs=["iv_numbers"], outputs=["iv_doubled"])
+iv_increment = Processor(
+    name="iv_increment", inputs=["iv_doubled"], outputs=["iv_out"]
+)
+
+
+@iv_source
+async def _iv_source(iv_n: IO[int]) -> AsyncIterator[IOVal[int]]:
+    for i in range(await iv_n.first()):
+        yield IOVal(name="iv_numbers", value=i)
+
+
+@iv_double
+async def _iv_double(iv_numbers: IO[int]) -> AsyncIterator[IOVal[int]]:
+    async for x in iv_numbers.stream():
+        yield IOVal(name="iv_doubled", value=x * 2)
+
+
+@iv_increment
+async def _iv_increment(iv_doubled: IO[int]) -> AsyncIterator[IOVal[int]]:
+    async for x in iv_doubled.stream():
+        yield IOVal(name="iv_out", value=x + 1)
+
+
+W3_IOVAL = Flow.from_processors(iv_source, iv_double, iv_increment).resolve()
+
+# ------------------------------------------------------------ sync generators
+sg_source = Processor(name="sg_source", inputs=["sg_n"], outputs=["sg_numbers"])
+sg_double = Processor(name="sg_double", inputs=["sg_numbers"], outputs=["sg_doubled"])
+sg_increment = Processor(
+    name="sg_increment", inputs=["sg_doubled"], outputs=["sg_out"]
+)
+
+
+@sg_source
+def _sg_source(sg_n: BlockingIO[int]) -> Iterator[int]:
+    yield from range(sg_n.first())
+
+
+@sg_double
+def _sg_double(sg_numbers: BlockingIO[int]) -> Iterator[int]:
+    for x in sg_numbers.stream():
+        yield x * 2
+
+
+@sg_increment
+def _sg_increment(sg_doubled: BlockingIO[int]) -> Iterator[int]:
+    for x in sg_doubled.stream():
+        yield x + 1
+
+
+W3_SYNC_GEN = Flow.from_processors(sg_source, sg_double, sg_increment).resolve()
+
+# ------------------------------------------------------------- sync functions
+sf_source = Processor(name="sf_source", inputs=["sf_n"], outputs=["sf_numbers"])
+sf_double = Processor(name="sf_double", inputs=["sf_numbers"], outputs=["sf_doubled"])
+sf_increment = Processor(
+    name="sf_increment", inputs=["sf_doubled"], outputs=["sf_out"]
+)
+
+
+@sf_source
+def _sf_source(sf_n: BlockingIO[int]) -> list[IOVal[int]]:
+    return [IOVal("sf_numbers", i) for i in range(sf_n.first())]
+
+
+@sf_double
+def _sf_double(sf_numbers: BlockingIO[int]) -> list[IOVal[int]]:
+    return [IOVal("sf_doubled", x * 2) for x in sf_numbers.stream()]
+
+
+@sf_increment
+def _sf_increment(sf_doubled: BlockingIO[int]) -> list[IOVal[int]]:
+    return [IOVal("sf_out", x + 1) for x in sf_doubled.stream()]
+
+
+W3_SYNC_FN = Flow.from_processors(sf_source, sf_double, sf_increment).resolve()
+
+# ------------------------------------------------------------------------ zip
+zip_a = Processor(name="zip_source_a", inputs=["zip_n"], outputs=["zip_a"])
+zip_b = Processor(name="zip_source_b", inputs=["zip_n"], outputs=["zip_b"])
+zip_join = Processor(name="zip_join", inputs=["zip_a", "zip_b"], outputs=["zip_out"])
+
+
+@zip_a
+async def _zip_a(zip_n: IO[int]) -> AsyncIterator[int]:
+    for i in range(await zip_n.first()):
+        yield i
+
+
+@zip_b
+async def _zip_b(zip_n: IO[int]) -> AsyncIterator[int]:
+    for i in range(await zip_n.first()):
+        yield i
+
+
+@zip_join
+async def _zip_join(zip_a: IO[int], zip_b: IO[int]) -> AsyncIterator[int]:
+    async for a, b in zip_a.stream_with(zip_b):
+        yield a + b
+
+
+ZIP = Flow.from_processors(zip_a, zip_b, zip_join).resolve()
+
+# ---------------------------------------------------------------------- merge
+merge_a = Processor(name="merge_source_a", inputs=["merge_n"], outputs=["merge_a"])
+merge_b = Processor(name="merge_source_b", inputs=["merge_n"], outputs=["merge_b"])
+merge = Processor(
+    name="merge_join", inputs=["merge_a", "merge_b"], outputs=["merge_out"]
+)
+
+
+@merge_a
+async def _merge_a(merge_n: IO[int]) -> AsyncIterator[int]:
+    for i in range(await merge_n.first() // 2):
+        yield i
+
+
+@merge_b
+async def _merge_b(merge_n: IO[int]) -> AsyncIterator[int]:
+    n = await merge_n.first()
+    for i in range(n // 2, n):
+        yield i
+
+
+@merge
+async def _merge(merge_a: IO[int], merge_b: IO[int]) -> AsyncIterator[int]:
+    async for item in merge_a.as_available(merge_b):
+        yield item.value
+
+
+MERGE = Flow.from_processors(merge_a, merge_b, merge).resolve()
+
+
+# --------------------------------------------------------------------- timing
+def _n_squared(n: int) -> int:
+    return n * n
+
+
+def _zip_sum(n: int) -> int:
+    return n * (n - 1)  # sum of 2i
+
+
+def _merge_sum(n: int) -> int:
+    return n * (n - 1) // 2  # sum of 0..n-1
+
+
+#: style -> (flow, input stream, final output stream, expected sum of N values)
+STYLES: dict[str, tuple[Flow, str, str, Callable[[int], int]]] = {
+    "bare": (W3, "n", "out", _n_squared),
+    "ioval": (W3_IOVAL, "iv_n", "iv_out", _n_squared),
+    "sync_gen": (W3_SYNC_GEN, "sg_n", "sg_out", _n_squared),
+    "sync_fn": (W3_SYNC_FN, "sf_n", "sf_out", _n_squared),
+    "zip": (ZIP, "zip_n", "zip_out", _zip_sum),
+    "merge": (MERGE, "merge_n", "merge_out", _merge_sum),
+}
+
+
+async def style_once(
+    supervisor: Supervisor, style: str, n: int
+) -> tuple[float, float]:
+    """Run one style's flow once; return (seconds to its end, to the first value).
+
+    Both are counted from before ``start_flow``: the end is when the caller has
+    read the last final value and ``run.wait()`` returned.
+    """
+    flow, given, output, expected = STYLES[style]
+    start = time.perf_counter()
+    run = await supervisor.start_flow(flow, inputs=[IOVal(given, n)])
+    values = run[output].stream()
+    total = await anext(values)
+    first = time.perf_counter() - start
+    async for value in values:
+        total += value
+    await run.wait()
+    elapsed = time.perf_counter() - start
+    await supervisor.store.delete_run(run.id)
+    sum_check(total, expected(n), f"{style} N={n}")
+    return elapsed, first
+
+
+async def style_times(
+    redis_url: str | None, styles: list[str], n: int, *, first: bool = False
+) -> dict[str, float]:
+    """Time one run of each of ``styles`` in one event loop (after warm-ups).
+
+    Returns the seconds of each style's run (with ``first``: to its first value).
+    """
+    supervisor = make_supervisor(redis_url)
+    results: dict[str, Any] = {}
+    try:
+        for style in styles:  # connect, build call models, start worker threads
+            await style_once(supervisor, style, min(n, 1000))
+        for style in styles:
+            results[style] = await style_once(supervisor, style, n)
+    finally:
+        await supervisor.aclose()
+    return {style: r[1] if first else r[0] for style, r in results.items()}

@@ -9,14 +9,13 @@ from contextlib import AsyncExitStack, ExitStack, aclosing
 from typing import TYPE_CHECKING, Any
 
 import anyio
-import anyio.from_thread
-import anyio.to_thread
 import msgspec
 
 from . import _plan, _telemetry
 from ._errors import Failure, encode_failure, failure_from_exception
 from ._outputs import Outputs
 from ._plan import ProcessorState
+from ._threads import ThreadBridge
 from ._streams import (
     CANCELLED_FIELD,
     dispatch_claim,
@@ -245,10 +244,10 @@ class ProcessorRun:
             )
             raise RegistrationError(msg)
         blocking: dict[str, Any] = {name: io.blocking() for name, io in ios.items()}
-
-        async def put_one(item: Any) -> None:
-            if outputs.put(item):
-                await outputs.flush()
+        settings = self.ctx.settings
+        bridge = ThreadBridge(
+            self.name, outputs, settings.batch_size, settings.flush_interval
+        )
 
         def call_in_thread() -> Any:
             with ExitStack() as stack:
@@ -257,14 +256,10 @@ class ProcessorRun:
                 )
                 if impl.kind == "sync":
                     return result
-                try:
-                    for item in result:
-                        anyio.from_thread.run(put_one, item)
-                finally:
-                    result.close()
+                bridge.drive(result)
             return None
 
-        result = await anyio.to_thread.run_sync(call_in_thread)
+        result = await bridge.run(call_in_thread)
         await self._put_result(outputs, result)
 
     @staticmethod
@@ -276,7 +271,8 @@ class ProcessorRun:
             isinstance(item, IOVal) for item in result
         )
         for item in result if many else [result]:
-            outputs.put(item)
+            if outputs.put(item):
+                await outputs.flush()
         await outputs.flush()
 
     async def _heartbeat(self, scope: anyio.CancelScope) -> None:

@@ -7,11 +7,11 @@ from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 import anyio
-import anyio.from_thread
 import msgspec
 
 from . import _background
 from ._errors import decode_failure
+from ._threads import ThreadCancelled, call_from_thread
 from .exceptions import (
     EmptyStreamError,
     SerializationError,
@@ -365,33 +365,37 @@ class BlockingIO(Generic[T]):
         return f"<BlockingIO {self.io.name!r} of run {self.io.run_id}>"
 
     def stream(self) -> Iterator[T]:
-        """Yield every value of the stream as soon as it is written."""
-        chunks = self.io._chunks()
+        """Yield every value of the stream as soon as it is written.
+
+        The thread waits for a stored batch at a time, not for each value.
+        """
+        chunks = self.io.chunks()  # closed by the runtime too, if left open
 
         async def next_chunk() -> list[T] | None:
             return await anext(chunks, None)
 
         try:
             while True:
-                values = anyio.from_thread.run(next_chunk)
+                values = call_from_thread(next_chunk)
                 if values is None:
                     return
                 yield from values
         finally:
-            anyio.from_thread.run(chunks.aclose)
+            with contextlib.suppress(ThreadCancelled):  # then the runtime closes it
+                call_from_thread(chunks.aclose)
 
     def __iter__(self) -> Iterator[T]:
         return self.stream()
 
     def first(self, default: Any = _MISSING) -> T:
         """Return the stream's first value (see ``IO.first``)."""
-        result: T = anyio.from_thread.run(self.io.first, default)
+        result: T = call_from_thread(self.io.first, default)
         return result
 
     def collect(self) -> list[T]:
         """Wait for the stream to end and return all its values."""
-        return anyio.from_thread.run(self.io.collect)
+        return call_from_thread(self.io.collect)
 
     def is_complete(self) -> bool:
         """Tell whether the stream has ended."""
-        return anyio.from_thread.run(self.io.is_complete)
+        return call_from_thread(self.io.is_complete)

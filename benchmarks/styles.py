@@ -16,10 +16,15 @@ mangled value fails the run.
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import json
+import sys
 import time
+from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 
-from datagraph import IO, BlockingIO, Flow, IOVal, Processor
+from datagraph import IO, BlockingIO, Flow, IOVal, Processor, RunFailedError
 
 from ._common import sum_check
 from .flows import W3, make_supervisor
@@ -32,9 +37,7 @@ if TYPE_CHECKING:
 # ----------------------------------------------------------- the seed's style
 iv_source = Processor(name="iv_source", inputs=["iv_n"], outputs=["iv_numbers"])
 iv_double = Processor(name="iv_double", inputs=["iv_numbers"], outputs=["iv_doubled"])
-iv_increment = Processor(
-    name="iv_increment", inputs=["iv_doubled"], outputs=["iv_out"]
-)
+iv_increment = Processor(name="iv_increment", inputs=["iv_doubled"], outputs=["iv_out"])
 
 
 @iv_source
@@ -60,9 +63,7 @@ W3_IOVAL = Flow.from_processors(iv_source, iv_double, iv_increment).resolve()
 # ------------------------------------------------------------ sync generators
 sg_source = Processor(name="sg_source", inputs=["sg_n"], outputs=["sg_numbers"])
 sg_double = Processor(name="sg_double", inputs=["sg_numbers"], outputs=["sg_doubled"])
-sg_increment = Processor(
-    name="sg_increment", inputs=["sg_doubled"], outputs=["sg_out"]
-)
+sg_increment = Processor(name="sg_increment", inputs=["sg_doubled"], outputs=["sg_out"])
 
 
 @sg_source
@@ -87,9 +88,7 @@ W3_SYNC_GEN = Flow.from_processors(sg_source, sg_double, sg_increment).resolve()
 # ------------------------------------------------------------- sync functions
 sf_source = Processor(name="sf_source", inputs=["sf_n"], outputs=["sf_numbers"])
 sf_double = Processor(name="sf_double", inputs=["sf_numbers"], outputs=["sf_doubled"])
-sf_increment = Processor(
-    name="sf_increment", inputs=["sf_doubled"], outputs=["sf_out"]
-)
+sf_increment = Processor(name="sf_increment", inputs=["sf_doubled"], outputs=["sf_out"])
 
 
 @sf_source
@@ -189,9 +188,7 @@ STYLES: dict[str, tuple[Flow, str, str, Callable[[int], int]]] = {
 }
 
 
-async def style_once(
-    supervisor: Supervisor, style: str, n: int
-) -> tuple[float, float]:
+async def style_once(supervisor: Supervisor, style: str, n: int) -> tuple[float, float]:
     """Run one style's flow once; return (seconds to its end, to the first value).
 
     Both are counted from before ``start_flow``: the end is when the caller has
@@ -212,6 +209,66 @@ async def style_once(
     return elapsed, first
 
 
+async def style_first(supervisor: Supervisor, style: str, n: int) -> float:
+    """Seconds from before ``start_flow`` to the first final value of a run.
+
+    The run is cancelled once that value is read, so a big N costs no more than
+    a small one.
+    """
+    flow, given, output, _ = STYLES[style]
+    start = time.perf_counter()
+    run = await supervisor.start_flow(flow, inputs=[IOVal(given, n)])
+    async with aclosing(run[output].stream()) as values:
+        await anext(values)
+    first = time.perf_counter() - start
+    await run.cancel()
+    with contextlib.suppress(RunFailedError):  # cancelled, as asked
+        await run.wait()
+    await supervisor.store.delete_run(run.id)
+    return first
+
+
+async def first_times(
+    redis_url: str | None, style: str, n: int, runs: int, *, warm: bool = True
+) -> list[float]:
+    """Time to the first final value of ``runs`` runs of one style, in one loop.
+
+    With ``warm`` a short run goes first (connections, call models); without, the
+    first timed run is the first run of the process.
+    """
+    supervisor = make_supervisor(redis_url)
+    try:
+        if warm:
+            await style_once(supervisor, style, 1000)
+        return [await style_first(supervisor, style, n) for _ in range(runs)]
+    finally:
+        await supervisor.aclose()
+
+
+def main(argv: list[str]) -> int:
+    """``python -m benchmarks.styles first BACKEND STYLE N [REDIS_URL]``.
+
+    Prints the seconds to the first final value of the first run of this fresh
+    process (what ``suite.py`` measures as "first run of a fresh process").
+    """
+    if len(argv) not in (4, 5) or argv[0] != "first":
+        print(main.__doc__, file=sys.stderr)
+        return 2
+    _, backend, style, n, *url = argv
+    import anyio
+
+    (seconds,) = anyio.run(
+        functools.partial(first_times, warm=False),
+        url[0] if url else None,
+        style,
+        int(n),
+        1,
+        backend=backend,
+    )
+    print(json.dumps({"seconds": seconds}))
+    return 0
+
+
 async def style_times(
     redis_url: str | None, styles: list[str], n: int, *, first: bool = False
 ) -> dict[str, float]:
@@ -229,3 +286,7 @@ async def style_times(
     finally:
         await supervisor.aclose()
     return {style: r[1] if first else r[0] for style, r in results.items()}
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

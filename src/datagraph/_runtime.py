@@ -15,7 +15,6 @@ from . import _plan, _telemetry
 from ._errors import Failure, encode_failure, failure_from_exception
 from ._outputs import Outputs
 from ._plan import ProcessorState
-from ._threads import ThreadBridge
 from ._streams import (
     CANCELLED_FIELD,
     dispatch_claim,
@@ -24,6 +23,7 @@ from ._streams import (
     instance_job,
     state_field,
 )
+from ._threads import ThreadBridge
 from .exceptions import RegistrationError, UpstreamError
 from .io import IO, IOVal
 from .processor import Implementation, implementation_of

@@ -36,7 +36,7 @@ T = TypeVar("T")
 _local = threading.local()  # .bridge: the ThreadBridge of this worker thread
 
 
-class ThreadCancelled(BaseException):  # noqa: N818  # like trio's Cancelled
+class ThreadCancelled(BaseException):  # like trio's Cancelled
     """Raised in a sync implementation's thread when its processor is cancelled.
 
     A ``BaseException``, like the event loops' own cancellation, so that user code

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import collections
 import threading
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import anyio
 import anyio.from_thread
@@ -28,12 +28,23 @@ import anyio.to_thread
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Generator
 
-    from ._outputs import Outputs
 
-__all__ = ("ThreadBridge", "ThreadCancelled", "call_from_thread")
+__all__ = ("Sink", "ThreadBridge", "ThreadCancelled", "call_from_thread")
 
 T = TypeVar("T")
 _local = threading.local()  # .bridge: the ThreadBridge of this worker thread
+
+
+class Sink(Protocol):
+    """Where a bridge puts what the thread yields (``Outputs`` is one)."""
+
+    def put(self, item: Any) -> bool:
+        """Buffer ``item``; return True when the caller should ``flush()`` now."""
+        ...
+
+    async def flush(self) -> None:
+        """Write out what is buffered."""
+        ...
 
 
 class ThreadCancelled(BaseException):  # like trio's Cancelled
@@ -68,7 +79,7 @@ class ThreadBridge:
     """
 
     def __init__(
-        self, processor: str, outputs: Outputs, batch_size: int, flush_interval: float
+        self, processor: str, outputs: Sink, batch_size: int, flush_interval: float
     ) -> None:
         self._processor = processor
         self._outputs = outputs

@@ -6,7 +6,7 @@ processors through ``anyio.Event``s, never through sleeps.
 """
 
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from typing import Any
 
 import anyio
@@ -415,7 +415,7 @@ async def test_an_error_in_the_thread_comes_out_as_it_is_after_the_values() -> N
     sink = ListSink(100)
     bridge = ThreadBridge("th_unit", sink, batch_size=100, flush_interval=60)
 
-    def produce() -> Iterator[int]:
+    def produce() -> Generator[int]:
         yield 1
         yield 2
         raise KeyError("bad")

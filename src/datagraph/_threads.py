@@ -26,7 +26,7 @@ import anyio.lowlevel
 import anyio.to_thread
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Generator
+    from collections.abc import Callable, Coroutine, Generator
 
 
 __all__ = ("Sink", "ThreadBridge", "ThreadCancelled", "call_from_thread")
@@ -55,7 +55,7 @@ class ThreadCancelled(BaseException):  # like trio's Cancelled
     """
 
 
-def call_from_thread(func: Callable[..., Awaitable[T]], *args: Any) -> T:
+def call_from_thread(func: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
     """Run ``func(*args)`` on the event loop from a worker thread; return its result.
 
     In the thread of a sync implementation this goes through its bridge: what the
@@ -152,7 +152,9 @@ class ThreadBridge:
                 flush = True
         return flush
 
-    async def _guarded(self, func: Callable[..., Awaitable[T]], *args: Any) -> T:
+    async def _guarded(
+        self, func: Callable[..., Coroutine[Any, Any, T]], *args: Any
+    ) -> T:
         """Run a call of the thread on the loop, interruptible by ``cancel()``."""
         if self._take():
             await self._outputs.flush()
@@ -182,7 +184,7 @@ class ThreadBridge:
         finally:
             _local.bridge = None
 
-    def call(self, func: Callable[..., Awaitable[T]], *args: Any) -> T:
+    def call(self, func: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
         """From the thread: hand over what waits, then run ``func(*args)`` on the loop.
 
         Raises:

@@ -8,7 +8,9 @@ run (``suite.py``, group ``styles``):
 - ``sync_gen``: plain sync generators reading ``BlockingIO.stream()`` (worker thread);
 - ``sync_fn``: plain sync functions returning a list of ``IOVal``s (worker thread);
 - ``zip``: two sources of N values joined by ``a.stream_with(b)``: N output values;
-- ``merge``: two sources of N/2 values merged by ``a.as_available(b)``: N values.
+- ``merge``: two sources of N/2 values merged by ``a.as_available(b)``: N values;
+- ``chunks``: bare-value W3 whose stages read with ``chunks()`` (a batch per step);
+- ``lists``: W3 over lists of 1,000 ints, each list one value of the streams.
 
 Each run streams the final output and checks its sum, so a lost, duplicated or
 mangled value fails the run.
@@ -164,6 +166,62 @@ async def _merge(merge_a: IO[int], merge_b: IO[int]) -> AsyncIterator[int]:
 MERGE = Flow.from_processors(merge_a, merge_b, merge).resolve()
 
 
+# ------------------------------------------------- hot loops: chunks(), lists
+ck_source = Processor(name="ck_source", inputs=["ck_n"], outputs=["ck_numbers"])
+ck_double = Processor(name="ck_double", inputs=["ck_numbers"], outputs=["ck_doubled"])
+ck_increment = Processor(name="ck_increment", inputs=["ck_doubled"], outputs=["ck_out"])
+
+
+@ck_source
+async def _ck_source(ck_n: IO[int]) -> AsyncIterator[int]:
+    for i in range(await ck_n.first()):
+        yield i
+
+
+@ck_double
+async def _ck_double(ck_numbers: IO[int]) -> AsyncIterator[int]:
+    async for chunk in ck_numbers.chunks():
+        for x in chunk:
+            yield x * 2
+
+
+@ck_increment
+async def _ck_increment(ck_doubled: IO[int]) -> AsyncIterator[int]:
+    async for chunk in ck_doubled.chunks():
+        for x in chunk:
+            yield x + 1
+
+
+W3_CHUNKS = Flow.from_processors(ck_source, ck_double, ck_increment).resolve()
+
+LIST_SIZE = 1000  # values per list in the ``lists`` style
+ls_source = Processor(name="ls_source", inputs=["ls_n"], outputs=["ls_numbers"])
+ls_double = Processor(name="ls_double", inputs=["ls_numbers"], outputs=["ls_doubled"])
+ls_increment = Processor(name="ls_increment", inputs=["ls_doubled"], outputs=["ls_out"])
+
+
+@ls_source
+async def _ls_source(ls_n: IO[int]) -> AsyncIterator[list[int]]:
+    n = await ls_n.first()
+    for start in range(0, n, LIST_SIZE):
+        yield list(range(start, min(n, start + LIST_SIZE)))
+
+
+@ls_double
+async def _ls_double(ls_numbers: IO[list[int]]) -> AsyncIterator[list[int]]:
+    async for values in ls_numbers.stream():
+        yield [x * 2 for x in values]
+
+
+@ls_increment
+async def _ls_increment(ls_doubled: IO[list[int]]) -> AsyncIterator[list[int]]:
+    async for values in ls_doubled.stream():
+        yield [x + 1 for x in values]
+
+
+W3_LISTS = Flow.from_processors(ls_source, ls_double, ls_increment).resolve()
+
+
 # --------------------------------------------------------------------- timing
 def _n_squared(n: int) -> int:
     return n * n
@@ -185,6 +243,8 @@ STYLES: dict[str, tuple[Flow, str, str, Callable[[int], int]]] = {
     "sync_fn": (W3_SYNC_FN, "sf_n", "sf_out", _n_squared),
     "zip": (ZIP, "zip_n", "zip_out", _zip_sum),
     "merge": (MERGE, "merge_n", "merge_out", _merge_sum),
+    "chunks": (W3_CHUNKS, "ck_n", "ck_out", _n_squared),
+    "lists": (W3_LISTS, "ls_n", "ls_out", _n_squared),  # values are lists
 }
 
 
@@ -198,15 +258,20 @@ async def style_once(supervisor: Supervisor, style: str, n: int) -> tuple[float,
     start = time.perf_counter()
     run = await supervisor.start_flow(flow, inputs=[IOVal(given, n)])
     values = run[output].stream()
-    total = await anext(values)
+    total = _total(await anext(values))
     first = time.perf_counter() - start
     async for value in values:
-        total += value
+        total += _total(value)
     await run.wait()
     elapsed = time.perf_counter() - start
     await supervisor.store.delete_run(run.id)
     sum_check(total, expected(n), f"{style} N={n}")
     return elapsed, first
+
+
+def _total(value: Any) -> int:
+    """A value of the final output, or the sum of a list of them."""
+    return sum(value) if isinstance(value, list) else int(value)
 
 
 async def style_first(supervisor: Supervisor, style: str, n: int) -> float:
@@ -267,6 +332,28 @@ def main(argv: list[str]) -> int:
     )
     print(json.dumps({"seconds": seconds}))
     return 0
+
+
+async def paired_times(
+    redis_url: str | None, styles: list[str], n: int
+) -> dict[str, tuple[float, float]]:
+    """For each of ``styles``, time bare-value W3 and then the style, in one loop.
+
+    Returns style -> (bare's seconds, the style's seconds): each pair ran back to
+    back, so on a noisy machine their ratio holds better than either figure.
+    """
+    supervisor = make_supervisor(redis_url)
+    pairs: dict[str, tuple[float, float]] = {}
+    try:
+        for style in ("bare", *styles):  # connect, build call models, threads
+            await style_once(supervisor, style, min(n, 1000))
+        for style in styles:
+            bare, _ = await style_once(supervisor, "bare", n)
+            seconds, _ = await style_once(supervisor, style, n)
+            pairs[style] = (bare, seconds)
+    finally:
+        await supervisor.aclose()
+    return pairs
 
 
 async def style_times(

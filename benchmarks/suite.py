@@ -500,6 +500,9 @@ def _styles(ctx: Context) -> list[Row]:
         bares: dict[str, dict[str, list[float]]] = {
             b: {name: [] for name in STYLE_ROWS} for b in BACKENDS
         }
+        cpus: dict[str, dict[str, list[float]]] = {
+            b: {name: [] for name in STYLE_ROWS} for b in BACKENDS
+        }
         for attempt in range(ctx.repeat):
             for backend in BACKENDS:
                 log(f"styles, {store} store, {backend} ({attempt + 1}/{ctx.repeat})")
@@ -507,10 +510,11 @@ def _styles(ctx: Context) -> list[Row]:
                     styles.paired_times, url, list(STYLE_ROWS), s.styles,
                     backend=backend,
                 )  # fmt: skip
-                for name, (bare, seconds) in pairs.items():
+                for name, (bare, seconds, bare_cpu, cpu) in pairs.items():
                     bares[backend][name].append(bare)
                     times[backend]["bare"].append(bare)
                     times[backend][name].append(seconds)
+                    cpus[backend][name].append(bare_cpu / cpu)
         rates = {
             (backend, name): rate(s.styles, times[backend][name])
             for backend in BACKENDS
@@ -534,7 +538,10 @@ def _styles(ctx: Context) -> list[Row]:
                         figure=figure,
                         value=rates[backend, name],
                         unit="values/s",
-                        baseline=f"bare-value W3 run just before it ({backend})",
+                        baseline=(
+                            f"bare-value W3 run just before it ({backend}); by "
+                            f"CPU time {median(cpus[backend][name]):.2f}x"
+                        ),
                         baseline_value=rates[backend, "bare"],
                         ratio=r,
                         target=f">= {target:g}x",

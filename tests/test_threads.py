@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Generator, Iterator
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import anyio.to_thread
 import pytest
 from anyio import wait_all_tasks_blocked
@@ -426,3 +427,37 @@ async def test_an_error_in_the_thread_comes_out_as_it_is_after_the_values() -> N
     with anyio.fail_after(TIMEOUT), pytest.raises(KeyError, match="bad"):
         await bridge.run(in_thread)
     assert sink.buffered == [1, 2]
+
+
+class FailingSink(ListSink):
+    """A sink whose writes fail (a value that cannot be encoded, a dead store)."""
+
+    def __init__(self) -> None:
+        super().__init__(batch_size=100)
+        self.failed = threading.Event()
+
+    async def flush(self) -> None:
+        self.failed.set()
+        raise ValueError("cannot write")
+
+
+async def test_a_failed_flush_of_idle_values_is_raised_in_the_thread() -> None:
+    sink = FailingSink()
+    bridge = ThreadBridge("th_unit", sink, batch_size=100, flush_interval=0.001)
+    caught: list[BaseException] = []
+
+    def produce() -> Generator[int]:
+        yield 1
+        assert sink.failed.wait(TIMEOUT)  # busy while the loop flushes the 1
+        try:
+            call_from_thread(anyio.lowlevel.checkpoint)
+        except ValueError as exc:
+            caught.append(exc)
+            raise
+
+    def in_thread() -> None:
+        bridge.drive(produce())
+
+    with anyio.fail_after(TIMEOUT), pytest.raises(ValueError, match="cannot write"):
+        await bridge.run(in_thread)
+    assert len(caught) == 1

@@ -84,11 +84,14 @@ class ThreadBridge:
         self._processor = processor
         self._outputs = outputs
         self._batch_size = batch_size
-        self._interval = flush_interval
+        # The loop looks for values waiting in the thread this often (at most
+        # every millisecond, however small the setting).
+        self._interval = max(flush_interval, 0.001)
         # Appended to by the thread, emptied (popleft) only on the loop: a deque
         # is safe for one producer and one consumer in different threads.
         self._pending: collections.deque[Any] = collections.deque()
         self._cancelled = False
+        self._failed: Exception | None = None  # a flush of idle values failed
         self._scopes: set[anyio.CancelScope] = set()  # calls the thread waits on
 
     # ------------------------------------------------------------- loop side
@@ -115,6 +118,8 @@ class ThreadBridge:
             finally:
                 self._take()  # what was yielded before an error (flushed by caller)
             tg.cancel_scope.cancel()
+        if error is None:
+            error = self._failed
         if isinstance(error, ThreadCancelled):
             # The thread stopped because this task is being cancelled: raise
             # that cancellation here, where it belongs.
@@ -129,7 +134,12 @@ class ThreadBridge:
             while True:
                 await anyio.sleep(self._interval)
                 if self._pending:
-                    await self._hand_over()
+                    try:
+                        self._take()
+                        await self._outputs.flush()  # they waited long enough
+                    except Exception as exc:
+                        self._failed = exc  # raised in the thread by its next call
+                        await anyio.sleep_forever()
         finally:
             self.cancel()
 
@@ -138,11 +148,6 @@ class ThreadBridge:
         self._cancelled = True
         for scope in self._scopes:
             scope.cancel()
-
-    async def _hand_over(self) -> None:
-        """Move the values waiting in the thread's buffer to the outputs."""
-        if self._take():
-            await self._outputs.flush()
 
     def _take(self) -> bool:
         pending, put = self._pending, self._outputs.put
@@ -156,6 +161,8 @@ class ThreadBridge:
         self, func: Callable[..., Coroutine[Any, Any, T]], *args: Any
     ) -> T:
         """Run a call of the thread on the loop, interruptible by ``cancel()``."""
+        if self._failed is not None:
+            raise self._failed
         if self._take():
             await self._outputs.flush()
         with anyio.CancelScope() as scope:

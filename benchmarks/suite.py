@@ -503,6 +503,9 @@ def _styles(ctx: Context) -> list[Row]:
         cpus: dict[str, dict[str, list[float]]] = {
             b: {name: [] for name in STYLE_ROWS} for b in BACKENDS
         }
+        cpu_abs: dict[str, dict[str, list[float]]] = {
+            b: {name: [] for name in STYLE_ROWS} for b in BACKENDS
+        }
         for attempt in range(ctx.repeat):
             for backend in BACKENDS:
                 log(f"styles, {store} store, {backend} ({attempt + 1}/{ctx.repeat})")
@@ -515,6 +518,7 @@ def _styles(ctx: Context) -> list[Row]:
                     times[backend]["bare"].append(bare)
                     times[backend][name].append(seconds)
                     cpus[backend][name].append(bare_cpu / cpu)
+                    cpu_abs[backend][name].append(cpu)
         rates = {
             (backend, name): rate(s.styles, times[backend][name])
             for backend in BACKENDS
@@ -550,9 +554,29 @@ def _styles(ctx: Context) -> list[Row]:
                 )
         figure = f"trio vs asyncio, each style, {store} store, {n_(s.styles)}"
         if ctx.want(figure):
+            # Per repeat, asyncio's time / trio's (both loops ran back to back
+            # in that repeat), then the median: trio's figure / asyncio's.
             twins = {
-                name: ratio(rates["trio", name], rates["asyncio", name]) or 0.0
+                name: median(
+                    [
+                        a / t
+                        for a, t in zip(
+                            times["asyncio"][name], times["trio"][name], strict=True
+                        )
+                    ]
+                )
                 for name in names
+            }
+            cpu_twins = {
+                name: median(
+                    [
+                        a / t
+                        for a, t in zip(
+                            cpu_abs["asyncio"][name], cpu_abs["trio"][name], strict=True
+                        )
+                    ]
+                )
+                for name in STYLE_ROWS
             }
             worst = min(twins, key=twins.__getitem__)
             rows.append(
@@ -562,7 +586,9 @@ def _styles(ctx: Context) -> list[Row]:
                     unit="x (lowest)",
                     baseline=(
                         f"trio / asyncio values/s; lowest: {worst} "
-                        f"({', '.join(f'{k} {v:.2f}' for k, v in twins.items())})"
+                        f"({', '.join(f'{k} {v:.2f}' for k, v in twins.items())}); "
+                        "by CPU time: "
+                        f"{', '.join(f'{k} {v:.2f}' for k, v in cpu_twins.items())}"
                     ),
                     baseline_value=None,
                     ratio=twins[worst],
@@ -602,18 +628,18 @@ def _seed_first(ctx: Context) -> list[Row]:
             if not ctx.want(figure):
                 continue
             url = ctx.redis_url if kind.startswith("Redis") else None
-            log(f"{figure}: {ctx.repeat} run(s)")
+            log(f"{figure}: measuring")
             if kind.endswith("first run of a process"):
                 seconds = [
                     _fresh_first(backend, s.first_big, url) for _ in range(ctx.repeat)
                 ]
             else:
-                seconds = arun(
+                seconds = arun(  # cheap runs: more of them than --repeat
                     styles.first_times,
                     url,
                     "ioval",
                     s.first_big,
-                    ctx.repeat,
+                    2 * ctx.repeat + 1,
                     backend=backend,
                 )
             value = median(seconds) * 1000

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import time
-from contextlib import AsyncExitStack, ExitStack, aclosing
+from contextlib import AsyncExitStack, aclosing
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -23,8 +23,8 @@ from ._streams import (
     instance_job,
     state_field,
 )
-from ._threads import ThreadBridge
-from .exceptions import RegistrationError, UpstreamError
+from ._threads import run_sync_implementation
+from .exceptions import UpstreamError
 from .io import IO, IOVal
 from .processor import Implementation, implementation_of
 
@@ -237,29 +237,9 @@ class ProcessorRun:
                         if outputs.put(item):
                             await outputs.flush()
             return
-        if model.is_async:
-            msg = (
-                f"processor {self.processor.name!r} is a sync function, which runs in "
-                "a worker thread, so its dependencies must be sync too"
-            )
-            raise RegistrationError(msg)
-        blocking: dict[str, Any] = {name: io.blocking() for name, io in ios.items()}
-        settings = self.ctx.settings
-        bridge = ThreadBridge(
-            self.name, outputs, settings.batch_size, settings.flush_interval
+        result = await run_sync_implementation(
+            self.name, impl.kind, model, ios, outputs, self.ctx.settings
         )
-
-        def call_in_thread() -> Any:
-            with ExitStack() as stack:
-                result = model.solve(
-                    stack=stack, cache_dependencies={}, nested=False, **blocking
-                )
-                if impl.kind == "sync":
-                    return result
-                bridge.drive(result)
-            return None
-
-        result = await bridge.run(call_in_thread)
         await self._put_result(outputs, result)
 
     @staticmethod

@@ -17,6 +17,7 @@ the thread unwinds and the processor stops like an async one.
 from __future__ import annotations
 
 import collections
+import contextlib
 import threading
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -25,11 +26,24 @@ import anyio.from_thread
 import anyio.lowlevel
 import anyio.to_thread
 
+from .exceptions import RegistrationError
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine, Generator
 
+    from fast_depends.core import CallModel
 
-__all__ = ("Sink", "ThreadBridge", "ThreadCancelled", "call_from_thread")
+    from .io import IO
+    from .settings import Settings
+
+
+__all__ = (
+    "Sink",
+    "ThreadBridge",
+    "ThreadCancelled",
+    "call_from_thread",
+    "run_sync_implementation",
+)
 
 T = TypeVar("T")
 _local = threading.local()  # .bridge: the ThreadBridge of this worker thread
@@ -53,6 +67,49 @@ class ThreadCancelled(BaseException):  # like trio's Cancelled
     A ``BaseException``, like the event loops' own cancellation, so that user code
     catching ``Exception`` does not swallow it and keep the thread running.
     """
+
+
+async def run_sync_implementation(
+    processor: str,
+    kind: str,
+    model: CallModel,
+    ios: dict[str, IO[Any]],
+    outputs: Sink,
+    settings: Settings,
+) -> Any:
+    """Call a sync function or generator implementation in a worker thread.
+
+    Its inputs are handed over as ``BlockingIO`` views and its dependencies are
+    resolved in the thread; a generator's values go to ``outputs`` in batches.
+
+    Returns:
+        A function's result (None for a generator), for the caller to write.
+
+    Raises:
+        RegistrationError: a dependency of the implementation is async.
+    """
+    if model.is_async:
+        msg = (
+            f"processor {processor!r} is a sync function, which runs in a worker "
+            "thread, so its dependencies must be sync too"
+        )
+        raise RegistrationError(msg)
+    blocking: dict[str, Any] = {name: io.blocking() for name, io in ios.items()}
+    bridge = ThreadBridge(
+        processor, outputs, settings.batch_size, settings.flush_interval
+    )
+
+    def call_in_thread() -> Any:
+        with contextlib.ExitStack() as stack:
+            result = model.solve(
+                stack=stack, cache_dependencies={}, nested=False, **blocking
+            )
+            if kind == "sync":
+                return result
+            bridge.drive(result)
+        return None
+
+    return await bridge.run(call_in_thread)
 
 
 def call_from_thread(func: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:

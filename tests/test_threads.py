@@ -285,39 +285,6 @@ async def test_cancel_wakes_a_sync_generator_held_back_by_backpressure(
     assert len(produced) < 1000  # it was held back, not running free
 
 
-async def test_more_sync_processors_than_worker_threads_in_a_pool(
-    store: Store,
-) -> None:
-    # anyio's default pool has 40 threads; every streaming sync processor holds
-    # one for as long as it runs, so a chain of 45 needs threads of their own.
-    supervisor = _supervisor(store)
-    stages = [Processor(name="th_chain_0", inputs=["th_c0"], outputs=["th_c1"])]
-    stages += [
-        Processor(name=f"th_chain_{i}", inputs=[f"th_c{i}"], outputs=[f"th_c{i + 1}"])
-        for i in range(1, 45)
-    ]
-
-    for i, proc in enumerate(stages):
-        proc(_chain_stage(i))
-
-    with anyio.fail_after(TIMEOUT):
-        run = await start(supervisor, *stages, inputs=[IOVal("th_c0", 0)])
-        assert await run["th_c45"].collect() == [45]
-        await run.wait()
-
-
-def _chain_stage(i: int) -> Any:
-    """A sync generator whose input parameter is named after stream ``th_c{i}``."""
-    namespace: dict[str, Any] = {"BlockingIO": BlockingIO}
-    exec(
-        f"def stage(th_c{i}: BlockingIO[int]):\n"
-        f"    for x in th_c{i}.stream():\n"
-        "        yield x + 1\n",
-        namespace,
-    )
-    return namespace["stage"]
-
-
 # --------------------------------------------------------------------------------------
 # The bridge on its own: what only it can stop
 

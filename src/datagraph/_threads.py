@@ -164,9 +164,10 @@ class ThreadBridge:
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._watch)
             try:
-                # A limiter of its own: streaming processors hold their threads
-                # for as long as they run, so a shared pool of N threads would
-                # deadlock a flow of more than N sync processors.
+                # A thread outside anyio's default pool (40 threads): a streaming
+                # processor holds it for as long as it runs, and that pool also
+                # starts every async generator implementation (fast-depends
+                # calls them through ``to_thread``).
                 result = await anyio.to_thread.run_sync(
                     self._in_thread, func, limiter=anyio.CapacityLimiter(1)
                 )

@@ -23,7 +23,7 @@ import anyio
 import pytest
 from celery import Celery
 
-from _workers import Worker, start_worker
+from _workers import Worker, start_worker, stop_workers
 from datagraph import (
     IO,
     CeleryExecutor,
@@ -88,8 +88,7 @@ def services(broker_url: str, redis_url: str, anyio_backend: str) -> Iterator[Se
             worker.wait_ready()
         yield Services(broker_url, redis_url, prefix, *workers)
     finally:
-        for worker in workers:
-            worker.stop()
+        stop_workers(*workers)
 
 
 class HoldingExecutor(CeleryExecutor):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import sys
 import uuid
 from contextlib import aclosing
@@ -33,7 +34,7 @@ from datagraph import (
     Run,
     Supervisor,
 )
-from datagraph.exceptions import ExecutorError, RunCancelledError
+from datagraph.exceptions import ExecutorError, RunCancelledError, RunFailedError
 from datagraph.stores.redis import RedisStore
 from services import shared
 from services.app import QUEUES, TASK_ROUTES, make_app, make_executor
@@ -120,12 +121,13 @@ async def app(services: Services) -> AsyncIterator[Celery]:
 
 @contextlib.asynccontextmanager
 async def starting(
-    services: Services, executor: CeleryExecutor
+    services: Services, executor: CeleryExecutor, **settings: Any
 ) -> AsyncIterator[Supervisor]:
     """A supervisor of this process on the services' store, with ``executor``."""
     supervisor = Supervisor(
         redis_config={"url": services.redis_url, "prefix": services.prefix},
         executor=executor,
+        **settings,
     )
     try:
         yield supervisor
@@ -239,6 +241,41 @@ async def test_cancel_stops_processors_on_every_worker_within_two_seconds(
     assert await run.status() == "cancelled"
     with pytest.raises(RunCancelledError):
         await run.wait(timeout=TIMEOUT)
+
+
+@pytest.mark.anyio
+async def test_a_processor_no_service_implements_waits_visibly_then_fails(
+    services: Services, app: Celery
+) -> None:
+    queue = "celery queue 'datagraph.svc_nobody'"
+    async with starting(services, make_executor(app), dispatch_timeout=2) as starter:
+        run = await starter.start_flow(
+            shared.NOBODY, inputs=[IOVal("svc_numbers", n) for n in range(5)]
+        )
+        # Visibly waiting: its state and the snapshot say where its job waits...
+        waiting = (await run.states())["svc_nobody"]
+        assert (waiting.status, waiting.where) == ("pending", queue)
+        assert (await run.snapshot()).processors["svc_nobody"].waiting_in == queue
+        # ... and so does `datagraph runs show`, from another process.
+        shown = await anyio.run_process(
+            [sys.executable, "-c", "from datagraph.cli import main; main()",
+             "runs", "show", run.id, "--redis-url", services.redis_url],
+            env={**os.environ, "DATAGRAPH_PREFIX": services.prefix, "COLUMNS": "200"},
+            check=False,
+        )  # fmt: skip
+        out = shown.stdout.decode()
+        assert shown.returncode == 0, out + shown.stderr.decode()
+        rows = [line for line in out.splitlines() if "not started: waiting" in line]
+        assert len(rows) == 1, out
+        assert "svc_nobody" in rows[0]
+        assert queue in rows[0]
+        # Then the run fails, naming the processor and the queue.
+        with anyio.fail_after(TIMEOUT), pytest.raises(RunFailedError) as caught:
+            await run.wait()
+    error = caught.value.errors["svc_nobody"]
+    assert error.error_type == "DispatchTimeout"
+    assert queue in error.message
+    assert list(caught.value.errors) == ["svc_nobody"]
 
 
 # --------------------------------------------------------------- without workers

@@ -244,6 +244,36 @@ async def test_cancel_stops_processors_on_every_worker_within_two_seconds(
 
 
 @pytest.mark.anyio
+async def test_a_worker_shut_down_warmly_hands_its_processors_over(
+    starter: Supervisor, services: Services
+) -> None:
+    with anyio.fail_after(TIMEOUT):
+        run = await starter.start_flow(shared.ENDLESS, inputs=[IOVal("svc_start", 0)])
+        async with aclosing(run["svc_counts"].stream()) as counts:
+            assert await anext(counts) == 100
+            before = (await run.states())["svc_tally"]
+            assert (before.status, before.epoch) == ("running", 0)
+            # SIGTERM: Celery's warm shutdown. The processor on the threads pool
+            # dispatches its job again before the worker exits...
+            await anyio.to_thread.run_sync(services.b.stop)
+            after = (await run.states())["svc_tally"]
+            assert (after.status, after.epoch) == ("pending", 1)
+            assert after.where == "celery queue 'datagraph.svc_tally'"
+            # ... and the next worker serving its queue continues it.
+            services.b = await anyio.to_thread.run_sync(services.b.restart)
+            await states_when(
+                run,
+                lambda s: (
+                    s["svc_tally"].status == "running" and s["svc_tally"].epoch == 1
+                ),
+            )
+            assert await anext(counts) == 200  # the stream goes on, nothing twice
+        await run.cancel()
+        with pytest.raises(RunCancelledError):
+            await run.wait()
+
+
+@pytest.mark.anyio
 async def test_a_processor_no_service_implements_waits_visibly_then_fails(
     services: Services, app: Celery
 ) -> None:

@@ -84,12 +84,14 @@ def services(broker_url: str, redis_url: str, anyio_backend: str) -> Iterator[Se
             ("svc_c", "solo"),
         )
     ]
+    services = Services(broker_url, redis_url, prefix, *workers)
     try:
         for worker in workers:
             worker.wait_ready()
-        yield Services(broker_url, redis_url, prefix, *workers)
+        yield services
     finally:
-        stop_workers(*workers)
+        # The current ones: a test may have restarted some.
+        stop_workers(services.a, services.b, services.c)
 
 
 class HoldingExecutor(CeleryExecutor):

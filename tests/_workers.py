@@ -171,6 +171,13 @@ def stop_workers(*workers: Worker, timeout: float = 15) -> None:
         worker.stop(timeout)
 
 
+def restart_workers(*workers: Worker) -> list[Worker]:
+    """Stop several workers at once, then start each again (side by side)."""
+    stop_workers(*workers)
+    fresh = [w.restart(wait=False) for w in workers]
+    return [w.wait_ready() for w in fresh]
+
+
 def start_worker(
     app: str,
     *,

@@ -5,9 +5,9 @@ some of them: svc_a on Celery's default prefork pool (two children), svc_b on
 ``--pool threads``, svc_c on ``--pool solo``. This process implements none of
 them: it starts runs and reads their results, like any starter.
 
-The workers of each (broker, event loop) pair start once per module; the
-workers' event loop is the test's (``DATAGRAPH_WORKER_BACKEND``), so both loops
-run on both sides.
+The workers of each (broker, event loop) pair start once per module: Redis with
+asyncio, RabbitMQ with trio. The workers' event loop is the test's
+(``DATAGRAPH_WORKER_BACKEND``), so both loops run on both sides.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import dataclasses
 import functools
 import os
 import sys
+import types
 import uuid
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
@@ -50,10 +51,33 @@ pytestmark = pytest.mark.redis
 TIMEOUT = 30
 
 
-@pytest.fixture(scope="module", params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> str:
+@pytest.fixture(
+    scope="module",
+    params=[("redis", "asyncio"), ("rabbitmq", "trio")],
+    ids=["redis-asyncio", "rabbitmq-trio"],
+)
+def stack(request: pytest.FixtureRequest) -> tuple[str, str]:
+    """A Celery broker and an event loop, for the workers and the test alike.
+
+    Every test runs with both brokers and on both loops; pairing them (instead
+    of all four combinations) halves the workers started, which is most of the
+    module's time.
+    """
+    broker, backend = request.param
+    return str(broker), str(backend)
+
+
+@pytest.fixture(scope="module")
+def anyio_backend(stack: tuple[str, str]) -> str:
     """Module-scoped, so each loop's workers start once for all the tests."""
-    return str(request.param)
+    return stack[1]
+
+
+@pytest.fixture(scope="module")
+def broker_url(stack: tuple[str, str], request: pytest.FixtureRequest) -> str:
+    """The URL of the stack's broker (a throwaway server of the session)."""
+    fixture = "redis_url" if stack[0] == "redis" else "rabbitmq_url"
+    return str(request.getfixturevalue(fixture))
 
 
 @dataclasses.dataclass
@@ -418,3 +442,19 @@ def test_a_worker_serves_the_queues_of_what_its_process_implements(
     consumed = set(plain_app.amqp.queues.consume_from)
     assert "mine" in consumed
     assert consumed == {executor.queue_of(name) for name in names}
+
+
+def test_a_worker_started_with_q_keeps_the_queues_it_was_given(
+    plain_app: Celery, redis_url: str
+) -> None:
+    executor = CeleryExecutor(plain_app)
+    Supervisor(store=RedisStore(redis_url, prefix="unused"), executor=executor)
+    plain_app.amqp.queues.select(["given"])  # what `celery worker -Q given` does
+    # celeryd_init tells the executor about the worker's options.
+    worker = types.SimpleNamespace(app=plain_app)
+    executor._on_celeryd_init(
+        sender="w@h", instance=worker, options={"queues": "given"}
+    )
+    assert "celery_served" in executor.serve()
+    assert "datagraph.celery_served" in plain_app.tasks  # registered all the same
+    assert set(plain_app.amqp.queues.consume_from) == {"given"}

@@ -318,7 +318,7 @@ async def test_a_processor_no_service_implements_waits_visibly_then_fails(
         # Visibly waiting: its state and the snapshot say where its job waits...
         waiting = (await run.states())["svc_nobody"]
         assert (waiting.status, waiting.where) == ("pending", queue)
-        assert (await run.snapshot()).processors["svc_nobody"].waiting_in == queue
+        assert (await run.snapshot()).processors["svc_nobody"].where == queue
         # ... and so does `datagraph runs show`, from another process.
         shown = await anyio.run_process(
             [sys.executable, "-c", "from datagraph.cli import main; main()",
@@ -328,7 +328,7 @@ async def test_a_processor_no_service_implements_waits_visibly_then_fails(
         )  # fmt: skip
         out = shown.stdout.decode()
         assert shown.returncode == 0, out + shown.stderr.decode()
-        rows = [line for line in out.splitlines() if "not started: waiting" in line]
+        rows = [line for line in out.splitlines() if "waiting for a worker" in line]
         assert len(rows) == 1, out
         assert "svc_nobody" in rows[0]
         assert queue in rows[0]

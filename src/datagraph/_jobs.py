@@ -35,6 +35,7 @@ from . import _plan
 from ._errors import Failure, encode_failure
 from ._plan import ProcessorState
 from ._streams import (
+    KEEP_ALL_FIELD,
     dispatch_claim,
     done_stream,
     expire_claim,
@@ -165,6 +166,27 @@ async def record_end(
         raise problems[0]
     if not cancelled:
         await dispatch_ready(ctx, processor.outputs)
+    if ctx.takeover and state.status == "done":
+        await _free_inputs(ctx, processor)
+
+
+async def _free_inputs(ctx: RunContext, processor: Processor) -> None:
+    """Trim the inputs of a finished processor that no reader needs any more.
+
+    A run whose jobs may be taken over keeps each stream whole while it is read
+    (a taken-over reader starts again from its first value); once every reader
+    is done, no re-run needs it, so its values go.
+    """
+    if KEEP_ALL_FIELD in await ctx.store.get_fields(ctx.run_id, [KEEP_ALL_FIELD]):
+        return
+    for stream in processor.inputs:
+        if stream in ctx.plan.outputs:
+            continue
+        readers = [p.name for p in ctx.plan.consumers_of(stream)]
+        states = await ctx.job_states([], also=readers)
+        if all(states[name].status == "done" for name in readers):
+            length = (await ctx.store.state(ctx.run_id, stream)).length
+            await ctx.store.trim(ctx.run_id, stream, length)
 
 
 async def record_end_patiently(
@@ -217,11 +239,14 @@ async def _finishes_processor(
     return await ctx.store.claim(ctx.run_id, finish_claim(processor.name, round_))
 
 
-def _lapse(ctx: RunContext, state: ProcessorState, now: float) -> Failure | None:
+def _lapse(
+    ctx: RunContext, state: ProcessorState, now: float
+) -> tuple[Failure, int] | None:
     """Return why a job's lease or dispatch has lapsed, or None while it has not.
 
     A lapsed lease that this process will take over comes back as a failure of
-    type ``Takeover`` (recorded in the job's history, not as its end).
+    type ``Takeover`` (recorded in the job's history, not as its end). The
+    number is the window of the lapse (see ``expire_claim``).
     """
     settings = ctx.settings
     if state.live:
@@ -234,7 +259,7 @@ def _lapse(ctx: RunContext, state: ProcessorState, now: float) -> Failure | None
             return None  # leave a peer that can take it over the time to do so
         else:
             kind = "ProcessorLost"
-        return Failure(
+        failure = Failure(
             processor="",
             error_type=kind,
             message=(
@@ -242,11 +267,12 @@ def _lapse(ctx: RunContext, state: ProcessorState, now: float) -> Failure | None
                 "process running it was lost"
             ),
         )
+        return failure, int(silent // settings.lease)
     if state.status == "pending" and state.dispatched is not None:
         waited = now - state.dispatched
         if waited <= settings.dispatch_timeout:
             return None
-        return Failure(
+        failure = Failure(
             processor="",
             error_type="DispatchTimeout",
             message=(
@@ -256,6 +282,7 @@ def _lapse(ctx: RunContext, state: ProcessorState, now: float) -> Failure | None
                 "running and serving that queue?"
             ),
         )
+        return failure, int(waited // settings.dispatch_timeout)
     return None
 
 
@@ -267,10 +294,13 @@ async def settle(ctx: RunContext, states: Mapping[str, ProcessorState]) -> bool:
     """
     now, acted = time.time(), False
     for job, state in states.items():
-        lapse = _lapse(ctx, state, now)
-        if lapse is None:
+        lapsed = _lapse(ctx, state, now)
+        if lapsed is None:
             continue
-        if not await ctx.store.claim(ctx.run_id, expire_claim(job, state.epoch)):
+        lapse, window = lapsed
+        if not await ctx.store.claim(
+            ctx.run_id, expire_claim(job, state.epoch, window)
+        ):
             continue
         processor, instance = ctx.plan.jobs[job]
         lapse = msgspec.structs.replace(lapse, processor=processor.name)

@@ -49,6 +49,8 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.redis
 
 TIMEOUT = 30
+#: Short, so a lost processor is taken over within seconds (workers and tests).
+LEASE = 5
 
 
 @pytest.fixture(
@@ -99,6 +101,7 @@ def services(broker_url: str, redis_url: str, anyio_backend: str) -> Iterator[Se
         "DATAGRAPH_REDIS_URL": redis_url,
         "DATAGRAPH_PREFIX": prefix,
         "DATAGRAPH_WORKER_BACKEND": anyio_backend,
+        "DATAGRAPH_LEASE": str(LEASE),
     }
     # Started side by side: each takes seconds to boot.
     workers = [
@@ -154,7 +157,7 @@ async def starting(
     supervisor = Supervisor(
         redis_config={"url": services.redis_url, "prefix": services.prefix},
         executor=executor,
-        **settings,
+        **{"lease": LEASE, **settings},
     )
     try:
         yield supervisor
@@ -304,6 +307,45 @@ async def test_workers_shut_down_warmly_hand_their_processors_over(
         await run.cancel()
         with pytest.raises(RunCancelledError):
             await run.wait()
+
+
+@pytest.mark.anyio
+@pytest.mark.timeout(120)
+async def test_a_killed_pool_child_is_taken_over_with_nothing_lost_or_twice(
+    starter: Supervisor, services: Services
+) -> None:
+    with anyio.fail_after(2 * TIMEOUT):
+        run = await starter.start_flow(
+            shared.ENDLESS, inputs=[IOVal("svc_start", 0)], all_outputs=True
+        )
+        ticks: list[int] = []
+        async with aclosing(run["svc_ticks"].stream()) as stream:
+            async for tick in stream:
+                ticks.append(tick)
+                if len(ticks) == 500:
+                    break
+            # SIGKILL both pool children of svc_a (one of them runs the ticker):
+            # nothing records anything; the prefork pool starts new children.
+            for pid in services.a.children():
+                services.a.kill_child(pid)
+            killed_at = (await starter.store.state(run.id, "svc_ticks")).length
+            # A live peer sees the lease expire and dispatches the ticker again.
+            await states_when(
+                run,
+                lambda s: (
+                    s["svc_ticker"].status == "running" and s["svc_ticker"].epoch == 1
+                ),
+            )
+            async for tick in stream:
+                ticks.append(tick)
+                if len(ticks) == killed_at + 500:  # 500 written after the kill
+                    break
+        # The re-run wrote the same values again from the first; the store kept
+        # each position once: no gap and no duplicate across the kill.
+        assert ticks == list(range(killed_at + 500))
+        taken = (await run.states())["svc_ticker"]
+        assert [f.error_type for f in taken.history] == ["Takeover"]
+        await run.cancel()
 
 
 @pytest.mark.anyio

@@ -16,10 +16,12 @@ import contextlib
 import dataclasses
 import functools
 import os
+import re
 import sys
 import types
 import uuid
 from contextlib import aclosing
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -500,3 +502,11 @@ def test_a_worker_started_with_q_keeps_the_queues_it_was_given(
     assert "celery_served" in executor.serve()
     assert "datagraph.celery_served" in plain_app.tasks  # registered all the same
     assert set(plain_app.amqp.queues.consume_from) == {"given"}
+
+
+def test_the_deployment_docs_code_is_valid_python() -> None:
+    text = (Path(__file__).resolve().parents[1] / "docs" / "deployment.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
+    assert len(blocks) >= 3
+    for block in blocks:
+        compile(block, "docs/deployment.md", "exec")

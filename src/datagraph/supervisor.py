@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 from fast_depends import Provider
 from fast_depends.core import CallModel, build_call_model
 
-from . import _plan
+from . import _plan, _telemetry
 from ._context import RunContext
 from ._jobs import dispatch_ready, dispatched_state, jobs_of
 from ._runtime import ProcessorRun
@@ -104,6 +104,7 @@ class Supervisor:
         self.serializer = serializer
         self.executor = executor or LocalExecutor()
         self.executor.bind(self)
+        _telemetry.prepare()
         #: Replacements of dependencies, as in ``dependency_provider.override()``.
         self.dependency_provider = Provider()
         self._models: dict[int, tuple[Implementation, CallModel]] = {}

@@ -95,6 +95,8 @@ class Store(ABC):
 
         Raises:
             StreamClosedError: the stream has ended and the batch holds new values.
+            ValueTooLargeError: ``data`` is larger than the store's
+                ``max_value_size`` (nothing is written).
             StoreError: ``start`` lies past the stream's end (values would be missing).
         """
 
@@ -123,6 +125,8 @@ class Store(ABC):
 
         Raises:
             StreamClosedError: the stream has ended.
+            ValueTooLargeError: ``data`` is larger than the store's
+                ``max_value_size`` (nothing is written).
         """
 
     @abstractmethod
@@ -145,6 +149,10 @@ class Store(ABC):
 
         With ``reader``, the same call records that reader's cursor: it has
         consumed every value before ``position`` (see ``cursors``).
+
+        Raises:
+            CorruptDataError: the entry at ``position`` is not one Datagraph wrote;
+                the valid entries before it are returned by the reads before.
         """
 
     @abstractmethod

@@ -46,6 +46,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import math
 import threading
 import time
@@ -57,35 +58,54 @@ import anyio
 import anyio.lowlevel
 
 from .. import _background, _keys
-from ..exceptions import StoreConnectionError, StoreError, StreamClosedError
+from ..exceptions import (
+    CorruptDataError,
+    StoreConnectionError,
+    StoreError,
+    StreamClosedError,
+)
 from ._base import Batch, Chunk, Share, Store, StreamState
+from ._limits import DEFAULT_MAX_VALUE_SIZE, check_max_value_size, value_too_large
+from ._redis_entries import entry_data, entry_position, foreign_entry, parse_entries
 
 try:
-    from glide import Batch as GlideBatch
     from glide import (
+        AdvancedGlideClientConfiguration,
+        BackoffStrategy,
         ClosingError,
         GlideClient,
         GlideClientConfiguration,
         GlideError,
+        LogLevel,
         NodeAddress,
         Script,
         ServerCredentials,
         StreamReadOptions,
     )
+    from glide import Batch as GlideBatch
     from glide import ConnectionError as GlideConnectionError
+    from glide import Logger as GlideLogger
     from glide import TimeoutError as GlideTimeoutError
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     msg = "RedisStore needs the valkey-glide client: pip install 'datagraph[redis]'"
     raise ImportError(msg) from exc
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
-    from types import TracebackType
+    from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 
 __all__ = ("RedisStore",)
 
 _DEFAULT_URL = "redis://localhost:6379/0"
 _DEFAULT_RETENTION = 7 * 24 * 3600.0
+_DEFAULT_STORE_TIMEOUT = 60.0
+_DEFAULT_COMMAND_TIMEOUT = 5.0
+_LOG_LEVELS = {
+    "off": LogLevel.OFF,
+    "error": LogLevel.ERROR,
+    "warn": LogLevel.WARN,
+    "info": LogLevel.INFO,
+    "debug": LogLevel.DEBUG,
+}
 #: Most entries (batches) one read returns, and the size at which it stops adding
 #: more: a reader's memory stays bounded when batches are large.
 _READ_COUNT = 512
@@ -111,9 +131,19 @@ _TRACKED_KEYS = 1024
 #: Pauses of the wake watcher after a failed XREAD, doubling up to the second.
 _RETRY_FIRST_S = 0.05
 _RETRY_MAX_S = 1.0
-#: Time allowed for one ordinary command, reconnection included (glide's default
-#: of 250 ms is too short for multi-megabyte batches).
-_REQUEST_TIMEOUT_MS = 5_000
+#: Entries with more data than this travel on connections of their own (one per
+#: command in flight), each allowed time in proportion to ``max_value_size``: a
+#: large command neither waits behind nor delays the small ones of other runs.
+_BULK_BYTES = 1024 * 1024
+#: The slowest transfer rate a large command is given time for (bytes/s).
+_SLOWEST_RATE = 16 * 1024 * 1024
+#: Idle large-command connections a session keeps for the next ones.
+_BULK_IDLE = 2
+#: Longest wait to open a connection (glide's default is 2 s).
+_CONNECT_TIMEOUT_MS = 1_000
+#: Answers of ``append_at_end`` and ``take`` this loop still has to acknowledge
+#: per stream (their records go with the next call's).
+_ACKS_KEPT = 64
 #: How long a process's wake stream outlives its last use (it is tiny).
 _WAKE_TTL_MS = 3_600_000
 
@@ -151,6 +181,26 @@ local function last_entry(key)
     if fields[i] == 'error' then return length, true, fields[i + 1] end
   end
   return length, true, nil
+end
+
+local function entry_kind(entry)
+  -- 'd' for a batch of values (fields n <count> d <data>, id <end>-0), 'e' for
+  -- the end marker (fields end 1 [error <e>], id <length>-1), else nil: an
+  -- entry that Datagraph did not write.
+  local id, f = entry[1], entry[2]
+  local seq = string.sub(id, string.find(id, '-', 1, true) + 1)
+  if seq == '0' and #f == 4 and f[1] == 'n' and f[3] == 'd' then return 'd' end
+  if seq == '1' and f[1] == 'end'
+      and (#f == 2 or (#f == 4 and f[3] == 'error')) then
+    return 'e'
+  end
+  return nil
+end
+
+local function field_names(entry)
+  local names = {}
+  for i = 1, #entry[2], 2 do names[#names + 1] = tostring(entry[2][i]) end
+  return string.sub(table.concat(names, ','), 1, 200)
 end
 
 local function touch(key, ttl)
@@ -244,18 +294,26 @@ return {1, length, touch(KEYS[1], ARGV[1])}
 """
 )
 
-# KEYS as for append. ARGV: count, data, ttl_ms, the writer's wake stream.
-# Returns {status, length (= the batch's start), fresh}; status 0 written (or
-# nothing to write), 2 ended.
+# KEYS: the stream, the run's key set, its watchers, its tokens. ARGV: count,
+# data, ttl_ms, the writer's wake stream, this call's token, then tokens of
+# earlier calls whose answers arrived (forgotten here). Returns {status, length
+# (= the batch's start), fresh}; status 0 written (or nothing to write), 2 ended.
+# The token makes a retried call exact: an attempt that wrote the batch but whose
+# answer was lost left its start under the token, and the retry returns that.
 _APPEND_AT_END_LUA = (
     _LUA_LIB
     + """
+local seen = redis.call('HGET', KEYS[4], ARGV[5])
+if seen then return {0, tonumber(string.sub(seen, 3)), 0} end
+for i = 6, #ARGV do redis.call('HDEL', KEYS[4], ARGV[i]) end
 local length, ended = last_entry(KEYS[1])
 if ended then return {2, length, 0} end
 local count = tonumber(ARGV[1])
 if count == 0 then return {0, length, 0} end
 redis.call('XADD', KEYS[1], string.format('%d-0', length + count),
            'n', ARGV[1], 'd', ARGV[2])
+redis.call('HSET', KEYS[4], ARGV[5], string.format('a %d', length))
+touch(KEYS[4], ARGV[3])
 notify(KEYS[3], ARGV[4])
 return {0, length, touch(KEYS[1], ARGV[3])}
 """
@@ -269,10 +327,14 @@ return {0, length, touch(KEYS[1], ARGV[3])}
 # past the position, the rest is the end marker triple if the stream has ended,
 # else {length}; then the wake stream, if given, is registered among the watchers:
 # the reader is about to wait. Reads stop after $READ_COUNT entries or once they
-# hold $READ_BYTES bytes.
+# hold $READ_BYTES bytes. An entry whose data is over $BULK_BYTES comes without it
+# (data false, i.e. nil) and ends the reply: the caller fetches it on a
+# connection of its own. An entry Datagraph did not write comes as {id, -9, its
+# field names} and ends the reply too.
 _READ_LUA = (
-    _LUA_LIB
-    + """
+    (
+        _LUA_LIB
+        + """
 local fresh = 0
 if ARGV[4] then
   -- Record the reader's cursor, only ever moving it forward.
@@ -288,25 +350,32 @@ local out, n, size = {fresh}, 0, 0
 while n < max_count and size < max_bytes do
   local want = math.min(max_count - n, 64)
   local entries = redis.call('XRANGE', KEYS[1], cursor, '+', 'COUNT', want)
+  local stop = false
   for _, entry in ipairs(entries) do
-    local f = entry[2]
+    local f, kind = entry[2], entry_kind(entry)
     out[#out + 1] = entry[1]
-    if f[1] == 'n' then
+    if kind == 'd' then
       out[#out + 1] = f[2]
-      out[#out + 1] = f[4]
-      size = size + #f[4]
-    elseif f[3] == 'error' then
-      out[#out + 1] = -2
-      out[#out + 1] = f[4]
+      if #f[4] > $BULK_BYTES then
+        out[#out + 1] = false
+        stop = true
+      else
+        out[#out + 1] = f[4]
+        size = size + #f[4]
+      end
+    elseif kind == 'e' then
+      out[#out + 1] = #f == 4 and -2 or -1
+      out[#out + 1] = #f == 4 and f[4] or ''
     else
-      out[#out + 1] = -1
-      out[#out + 1] = ''
+      out[#out + 1] = -9
+      out[#out + 1] = field_names(entry)
+      stop = true
     end
     n = n + 1
     cursor = '(' .. entry[1]
-    if size >= max_bytes then break end
+    if stop or size >= max_bytes then break end
   end
-  if #entries < want then break end
+  if stop or #entries < want then break end
 end
 if n > 0 then return out end
 local length, ended, err = last_entry(KEYS[1])
@@ -316,20 +385,45 @@ if not ended then
 end
 if err then return {fresh, string.format('%d-1', length), -2, err} end
 return {fresh, string.format('%d-1', length), -1, ''}
-""".replace("$READ_COUNT", str(_READ_COUNT)).replace("$READ_BYTES", str(_READ_BYTES))
+"""
+    )
+    .replace("$READ_COUNT", str(_READ_COUNT))
+    .replace("$READ_BYTES", str(_READ_BYTES))
+    .replace("$BULK_BYTES", str(_BULK_BYTES))
 )
 
-# KEYS: the stream, the run's key set, the stream's cursors, its watchers. ARGV:
-# group, max_count, ttl_ms, wake stream ('' for none). The group's
-# cursor is the position of its next value; the entry after it holds that value
-# (or, its positions trimmed, the next one held). Returns one of
+# KEYS: the stream, the run's key set, the stream's cursors, its watchers, its
+# tokens. ARGV: group, max_count, ttl_ms, wake stream ('' for none), this call's
+# token, then tokens of earlier calls whose answers arrived (forgotten here). The
+# group's cursor is the position of its next value; the entry after it holds that
+# value (or, its positions trimmed, the next one held). Returns one of
 #   {0, cursor, length}                       nothing to take yet (the wake
 #                                             stream, if given, now watches)
 #   {1, start, stop, entry end, count, data, fresh}   positions start..stop-1 taken
+#                                             (data false: over $BULK_BYTES, fetch)
 #   {2, cursor, length, has_error, error}    the stream ended, the group took all
+#   {3, entry id, field names}               the next entry is not Datagraph's
+#   {4, start, stop}                         a retry, but the entry is gone
+# A share handed out is kept under the token (``t <start> <stop> <end>``) until
+# a later call says its answer arrived, so a retry of a call whose answer was
+# lost gets the same share, and trim keeps the entry meanwhile.
 _TAKE_LUA = (
     _LUA_LIB
     + """
+local function share(start, taken, stop, entry, fresh)
+  local f = entry[2]
+  local data = f[4]
+  if #data > $BULK_BYTES then data = false end
+  return {1, start, taken, stop, tonumber(f[2]), data, fresh}
+end
+local seen = redis.call('HGET', KEYS[5], ARGV[5])
+if seen then
+  local start, taken, stop = string.match(seen, 't (%d+) (%d+) (%d+)')
+  local again = redis.call('XRANGE', KEYS[1], stop .. '-0', stop .. '-0')
+  if #again == 0 then return {4, tonumber(start), tonumber(taken)} end
+  return share(tonumber(start), tonumber(taken), tonumber(stop), again[1], 0)
+end
+for i = 6, #ARGV do redis.call('HDEL', KEYS[5], ARGV[i]) end
 local cursor = tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '0')
 local entries = redis.call('XRANGE', KEYS[1], string.format('(%d-0', cursor), '+',
                            'COUNT', 1)
@@ -338,25 +432,39 @@ if #entries == 0 then
   return {0, cursor, (last_entry(KEYS[1]))}
 end
 local id, f = entries[1][1], entries[1][2]
+local kind = entry_kind(entries[1])
+local count = kind == 'd' and tonumber(f[2]) or nil
+if kind == nil or (kind == 'd' and not count) then
+  return {3, id, field_names(entries[1])}
+end
 local stop = id_position(id)
-if f[1] ~= 'n' then  -- the end marker
-  if f[3] == 'error' then return {2, cursor, stop, 1, f[4]} end
+if kind == 'e' then
+  if #f == 4 then return {2, cursor, stop, 1, f[4]} end
   return {2, cursor, stop, 0, ''}
 end
-local count = tonumber(f[2])
 local start = math.max(cursor, stop - count)
 local taken = math.min(stop, start + tonumber(ARGV[2]))
 redis.call('HSET', KEYS[3], ARGV[1], string.format('%d', taken))
-return {1, start, taken, stop, count, f[4], touch(KEYS[3], ARGV[3])}
-"""
+redis.call('HSET', KEYS[5], ARGV[5], string.format('t %d %d %d', start, taken, stop))
+touch(KEYS[5], ARGV[3])
+return share(start, taken, stop, entries[1], touch(KEYS[3], ARGV[3]))
+""".replace("$BULK_BYTES", str(_BULK_BYTES))
 )
 
-# ARGV: before. Drops the entries whose values all lie before it, never the end
-# marker (it holds the length and the error). Returns how many were dropped.
+# KEYS: the stream, its tokens. ARGV: before, then tokens of calls whose answers
+# arrived (forgotten first). Drops the entries whose values all lie before it,
+# never the end marker (it holds the length and the error), nor an entry holding
+# a share of ``take`` whose answer may have been lost (a retry hands it out
+# again). Returns how many were dropped.
 _TRIM_LUA = (
     _LUA_LIB
     + """
 local before = tonumber(ARGV[1])
+for i = 2, #ARGV do redis.call('HDEL', KEYS[2], ARGV[i]) end
+for _, record in ipairs(redis.call('HVALS', KEYS[2])) do
+  local start = string.match(record, '^t (%d+)')
+  if start then before = math.min(before, tonumber(start)) end
+end
 local length, ended = last_entry(KEYS[1])
 local min_id = string.format('%d-0', before + 1)
 if ended and before >= length then min_id = string.format('%d-1', length) end
@@ -383,17 +491,19 @@ return touch(KEYS[1], ARGV[1])
 """
 )
 
-# ARGV: ttl_ms, name. Returns {won, fresh}.
+# ARGV: ttl_ms, name, this call's token. Returns {won, fresh}. The claim holds the
+# winner's token, so a retried call whose first answer was lost still wins.
 _CLAIM_LUA = (
     _LUA_LIB
     + """
-local won = redis.call('HSETNX', KEYS[1], ARGV[2], '1')
+local won = redis.call('HSETNX', KEYS[1], ARGV[2], ARGV[3])
+if won == 0 and redis.call('HGET', KEYS[1], ARGV[2]) == ARGV[3] then won = 1 end
 return {won, touch(KEYS[1], ARGV[1])}
 """
 )
 
 _APPENDED, _HELD, _CLOSED, _GAP = 0, 1, 2, 3
-_NOTHING, _TAKEN, _ALL_TAKEN = 0, 1, 2
+_NOTHING, _TAKEN, _ALL_TAKEN, _FOREIGN, _LOST = 0, 1, 2, 3, 4
 
 
 def _watchers_key(prefix: str, run_id: str, stream: str) -> str:
@@ -404,6 +514,16 @@ def _watchers_key(prefix: str, run_id: str, stream: str) -> str:
     run's key set (a blocked read must not index a run that does not exist yet).
     """
     return f"{_keys.run_tag(prefix, run_id)}:w:{stream}"
+
+
+def _tokens_key(prefix: str, run_id: str, stream: str) -> str:
+    """Return the key of the hash of a stream's call tokens.
+
+    ``append_at_end`` and ``take`` record what each call did under a token of the
+    call until the caller has the answer, so a call retried after a lost answer
+    is answered the same (see ``RedisStore._call``). In the run's key set.
+    """
+    return f"{_keys.run_tag(prefix, run_id)}:t:{stream}"
 
 
 def _script(code: str) -> Any:
@@ -593,6 +713,11 @@ def _do_nothing() -> None:
     return
 
 
+async def _closer(client: Any) -> None:
+    with contextlib.suppress(Exception):
+        await client.close()
+
+
 class _Session:
     """One event loop's connections to the server and its blocked readers.
 
@@ -607,6 +732,10 @@ class _Session:
         self.lock = anyio.Lock()
         self.client: Any = None  # GlideClient: every ordinary command
         self.blocker: Any = None  # GlideClient: XREAD BLOCK on the wake stream
+        self.bulk: list[Any] = []  # idle GlideClients for large commands
+        #: Tokens of ``append_at_end``/``take`` calls answered, by tokens key: the
+        #: next call on that key tells the server to forget them.
+        self.acks: dict[str, list[str]] = {}
         self.wake_key = _keys.wake_key(store.prefix, uuid.uuid4().hex).encode()
         self.wake_id = b"0-0"  # the last wake entry seen
         self.tracked: dict[bytes, _Tracked] = {}
@@ -614,17 +743,17 @@ class _Session:
         self.watching = False  # the task that reads the wake stream runs
         self.closed = False
 
-    async def connect(self, operation: str) -> Any:
-        """Return the multiplexed client, connecting on first use for ``operation``."""
+    async def connect(self) -> Any:
+        """Return the multiplexed client, connecting on first use."""
         if self.client is None:
             async with self.lock:
                 if self.client is None:
-                    with self.store._errors(operation):
-                        self.client = await self._open("datagraph")
+                    self.client = await self._open("datagraph")
         return self.client
 
-    async def _open(self, name: str) -> Any:
-        client = await GlideClient.create(self.store._config(name))
+    async def _open(self, name: str, timeout_ms: int | None = None) -> Any:
+        client = await GlideClient.create(self.store._config(name, timeout_ms))
+        self.store._reached = True
         if self.closed:  # closed while connecting: no one else would close it
             with contextlib.suppress(Exception):
                 await client.close()
@@ -632,10 +761,43 @@ class _Session:
             raise StoreConnectionError(msg)
         return client
 
+    def discard(self, client: Any) -> None:
+        """Stop using a client that glide has closed; the next command reconnects."""
+        if self.client is client:
+            self.client = None
+        _background.spawn(functools.partial(_closer, client))
+
+    @contextlib.asynccontextmanager
+    async def bulk_client(self) -> AsyncIterator[Any]:
+        """Lend a connection of its own to one large command."""
+        client = self.bulk.pop() if self.bulk else None
+        if client is None:
+            client = await self._open("datagraph-bulk", self.store._bulk_timeout_ms)
+        try:
+            yield client
+        except ClosingError:
+            _background.spawn(functools.partial(_closer, client))
+            raise
+        if len(self.bulk) < _BULK_IDLE and not self.closed:
+            self.bulk.append(client)
+        else:
+            _background.spawn(functools.partial(_closer, client))
+
+    def acknowledge(self, tokens_key: str, token: str) -> None:
+        """Note that the answer of the call ``token`` arrived."""
+        acks = self.acks.setdefault(tokens_key, [])
+        if len(acks) < _ACKS_KEPT:
+            acks.append(token)
+
+    def take_acks(self, tokens_key: str) -> list[str]:
+        """Return (and forget) the answered calls the next call reports."""
+        return self.acks.pop(tokens_key, [])
+
     async def close(self) -> None:
-        """Close both clients (safe from any event loop, and more than once)."""
+        """Close every client (safe from any event loop, and more than once)."""
         self.closed = True
-        clients, self.client, self.blocker = (self.client, self.blocker), None, None
+        clients = (self.client, self.blocker, *self.bulk)
+        self.client, self.blocker, self.bulk = None, None, []
         for client in clients:
             if client is not None:
                 # close() never awaits, so it works after the loop that made the
@@ -791,32 +953,28 @@ class _Session:
         )
 
 
-class _Errors:
-    """Context manager that re-raises glide's errors as the store's own."""
+#: What glide says when a first connection fails, and what Datagraph says then.
+_CONNECT_FAILURES = (
+    ("refused", "connection refused (is the server running, on this port?)"),
+    ("lookup address", "unknown host"),
+    ("name or service not known", "unknown host"),
+    ("wrongpass", "authentication failed (wrong user name or password)"),
+    ("noauth", "authentication failed (the server wants a password)"),
+    ("auth", "authentication failed"),
+)
 
-    __slots__ = ("address", "operation")
 
-    def __init__(self, address: _Address, operation: str) -> None:
-        self.address = address  # its URL is only worked out for a message
-        self.operation = operation
+def _connect_failure(exc: Exception) -> str | None:
+    """Say why a connection failed for good (refused, unknown host, login), if so."""
+    detail = str(exc).lower()
+    for needle, reason in _CONNECT_FAILURES:
+        if needle in detail:
+            return reason
+    return None
 
-    def __enter__(self) -> None:
-        return None
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if isinstance(exc, ClosingError | GlideConnectionError | GlideTimeoutError):
-            url, detail = self.address.safe_url, str(exc).strip()
-            msg = f"cannot reach Redis at {url} to {self.operation}: {detail}"
-            raise StoreConnectionError(msg) from exc
-        if isinstance(exc, GlideError):
-            url, detail = self.address.safe_url, str(exc).strip()
-            msg = f"Redis at {url} failed to {self.operation}: {detail}"
-            raise StoreError(msg) from exc
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -828,6 +986,7 @@ class _StreamKeys:
     keyset: str
     cursors: str
     watchers: str
+    tokens: str
 
 
 # ------------------------------------------------------------------- the store
@@ -839,13 +998,30 @@ class RedisStore(Store):
     the expiry of the keys it touches, so a run's data is deleted ``retention``
     seconds after it was last written.
 
+    A command that gets no answer (the server is stalled, restarting or out of
+    reach) is retried until ``store_timeout`` seconds have passed since it was
+    first sent, then ``StoreConnectionError`` is raised. Every command is safe to
+    send twice: appends are idempotent by position, and the calls that are not
+    (``append_at_end``, ``take``, ``claim``) carry a token that lets the server
+    answer a retry the way it answered the first attempt. A first connection that
+    is refused, names an unknown host or fails to log in fails at once.
+
     Args:
         url: ``redis://[[user]:password@]host[:port][/db]``; ``rediss://`` for TLS.
         prefix: first part of every key, to share a server between applications.
         retention: seconds that run data outlives its last write.
+        store_timeout: seconds a command is retried before the server counts as
+            unreachable.
+        command_timeout: seconds one attempt of a small command may take; one
+            carrying more than 1 MiB gets ``max_value_size / 16 MiB/s`` more.
+        max_value_size: largest entry (encoded batch) in bytes; larger appends
+            raise ``ValueTooLargeError``.
+        client_log_level: level of glide's own log lines (``off``, ``error``,
+            ``warn``, ``info``, ``debug``); ignored once glide's ``Logger`` is set
+            up, by the application or by an earlier store.
 
     Raises:
-        ValueError: the URL, prefix or retention is not valid.
+        ValueError: an argument is not valid.
     """
 
     def __init__(
@@ -854,18 +1030,38 @@ class RedisStore(Store):
         *,
         prefix: str = "dg",
         retention: float = _DEFAULT_RETENTION,
+        store_timeout: float = _DEFAULT_STORE_TIMEOUT,
+        command_timeout: float = _DEFAULT_COMMAND_TIMEOUT,
+        max_value_size: int = DEFAULT_MAX_VALUE_SIZE,
+        client_log_level: str = "off",
     ) -> None:
-        if not retention > 0:
-            msg = f"retention must be a positive number of seconds, got {retention!r}"
-            raise ValueError(msg)
+        for name, value in (
+            ("retention", retention),
+            ("store_timeout", store_timeout),
+            ("command_timeout", command_timeout),
+        ):
+            if not value > 0:
+                msg = f"{name} must be a positive number of seconds, got {value!r}"
+                raise ValueError(msg)
         self.address = _parse_url(url)
         self.prefix = _keys.check_prefix(prefix)
         self.retention = retention
+        self.store_timeout = float(store_timeout)
+        self.command_timeout = float(command_timeout)
+        self.max_value_size = check_max_value_size(max_value_size)
+        _quiet_client_log(client_log_level)
         self._ttl_ms = str(max(1, math.ceil(retention * 1000)))
+        self._timeout_ms = max(1, math.ceil(command_timeout * 1000))
+        self._bulk_timeout_ms = self._timeout_ms + math.ceil(
+            1000 * self.max_value_size / _SLOWEST_RATE
+        )
         self._scripts = _Scripts.get()
         self._sessions: dict[object, _Session] = {}
         self._sessions_lock = threading.Lock()  # a store may serve loops in threads
         self._stream_keys: dict[tuple[str, str], _StreamKeys] = {}
+        #: Whether any connection ever succeeded: a refused first connection is
+        #: far likelier a wrong URL than a restart, so it is not retried.
+        self._reached = False
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> Self:
@@ -881,7 +1077,7 @@ class RedisStore(Store):
         return f"RedisStore({self.url!r}, prefix={self.prefix!r})"
 
     # -- plumbing ----------------------------------------------------------------
-    def _config(self, name: str) -> Any:
+    def _config(self, name: str, timeout_ms: int | None = None) -> Any:
         address = self.address
         credentials = None
         if address.password is not None:
@@ -893,16 +1089,23 @@ class RedisStore(Store):
             use_tls=address.tls,
             credentials=credentials,
             database_id=address.db,
-            request_timeout=_REQUEST_TIMEOUT_MS,
+            request_timeout=timeout_ms or self._timeout_ms,
             client_name=name,
+            # No retries inside create(): a refused port fails at once. Once
+            # connected, glide reconnects by itself without end, every 50 ms.
+            reconnect_strategy=BackoffStrategy(
+                num_of_retries=0, factor=50, exponent_base=2
+            ),
+            advanced_config=AdvancedGlideClientConfiguration(
+                connection_timeout=min(_CONNECT_TIMEOUT_MS, self._timeout_ms)
+            ),
         )
-
-    def _errors(self, operation: str) -> _Errors:
-        """Re-raise the client's errors as ``StoreConnectionError``/``StoreError``."""
-        return _Errors(self.address, operation)
 
     async def _session(self) -> _Session:
         loop = anyio.lowlevel.current_token().native_token
+        session = self._sessions.get(loop)  # the usual case: no lock, no await
+        if session is not None:
+            return session
         with self._sessions_lock:
             session = self._sessions.get(loop)
             finished: list[_Session] = []
@@ -918,14 +1121,92 @@ class RedisStore(Store):
         return session
 
     async def _client(self, operation: str) -> tuple[_Session, Any]:
-        # Every command comes this way: the usual case takes no lock and no await.
-        session = self._sessions.get(anyio.lowlevel.current_token().native_token)
-        if session is None:
-            session = await self._session()
-        client = session.client
-        if client is None:
-            client = await session.connect(operation)
+        """Return this loop's session and its connected multiplexed client."""
+        session = await self._session()
+        client = await self._call(operation, _same)
         return session, client
+
+    async def _call(
+        self,
+        operation: str,
+        command: Callable[[Any], Awaitable[Any]],
+        *,
+        run_id: str | None = None,
+        stream: str | None = None,
+        size: int = 0,
+    ) -> Any:
+        """Run ``command(client)``, retrying it until ``store_timeout`` has passed.
+
+        ``command`` must be safe to run twice (see the class). A command carrying
+        more than ``_BULK_BYTES`` runs on a connection of its own. After a retry,
+        the run (``run_id``) is indexed: the attempt that created its first key
+        may have lost its answer, which says so.
+
+        Raises:
+            StoreConnectionError: no answer within ``store_timeout``, or a first
+                connection failed for good (refused, unknown host, login).
+            CorruptDataError: a key of the run holds another type of value.
+            StoreError: the server refused the command.
+        """
+        session = await self._session()
+        started = anyio.current_time()
+        delay = _RETRY_FIRST_S
+        attempts = 0
+        while True:
+            attempts += 1
+            client = None
+            try:
+                if size > _BULK_BYTES:
+                    async with session.bulk_client() as bulk:
+                        result = await command(bulk)
+                else:
+                    client = session.client or await session.connect()
+                    result = await command(client)
+            except (GlideTimeoutError, GlideConnectionError, ClosingError) as exc:
+                if client is not None and isinstance(exc, ClosingError):
+                    session.discard(client)
+                if session.closed:
+                    msg = f"the store for {self.url} was closed; cannot {operation}"
+                    raise StoreConnectionError(msg) from None
+                reason = None if self._reached else _connect_failure(exc)
+                if reason is not None:
+                    msg = f"cannot connect to Redis at {self.url} to {operation}: {reason}"
+                    raise StoreConnectionError(msg) from None
+                waited = anyio.current_time() - started
+                if waited + delay > self.store_timeout:
+                    msg = (
+                        f"cannot reach Redis at {self.url} to {operation}: no answer "
+                        f"for {waited:.1f}s (store_timeout is {self.store_timeout:g}s)"
+                        f"; last error: {_one_line(exc)}"
+                    )
+                    raise StoreConnectionError(msg) from exc
+                await anyio.sleep(delay)
+                delay = min(delay * 2, _RETRY_MAX_S)
+                continue
+            except GlideError as exc:
+                raise self._refused(exc, operation, run_id, stream) from exc
+            if attempts > 1 and run_id is not None:
+                await self._index(run_id)
+            return result
+
+    def _refused(
+        self, exc: GlideError, operation: str, run_id: str | None, stream: str | None
+    ) -> StoreError:
+        """Return the store's error for a command the server refused."""
+        detail = _one_line(exc)
+        if "WRONGTYPE" in detail and run_id is not None:
+            what = f"stream {stream!r} of run {run_id}" if stream else f"run {run_id}"
+            msg = (
+                f"cannot {operation}: a key of {what} holds another type of value "
+                f"than Datagraph wrote there (overwritten?): {detail}"
+            )
+            return CorruptDataError(msg, run_id=run_id, stream=stream)
+        if "user_script" in detail and run_id is not None:
+            # A script stumbled on a value it did not write (a Lua error).
+            what = f"stream {stream!r} of run {run_id}" if stream else f"run {run_id}"
+            msg = f"cannot {operation}: {what} holds data Datagraph did not write: "
+            return CorruptDataError(msg + detail, run_id=run_id, stream=stream)
+        return StoreError(f"Redis at {self.url} failed to {operation}: {detail}")
 
     def _keys_of(self, run_id: str, stream: str) -> _StreamKeys:
         found = self._stream_keys.get((run_id, stream))
@@ -939,46 +1220,80 @@ class RedisStore(Store):
                 keyset=_keys.keys_key(self.prefix, run_id),
                 cursors=_keys.cursors_key(self.prefix, run_id, stream),
                 watchers=_watchers_key(self.prefix, run_id, stream),
+                tokens=_tokens_key(self.prefix, run_id, stream),
             )
         return found
 
-    async def _index(self, client: Any, run_id: str) -> None:
+    async def _index(self, run_id: str) -> None:
         """Add a run to the index of runs, keeping the time it was first seen."""
-        with self._errors(f"index run {run_id}"):
-            await client.custom_command(
-                ["ZADD", _keys.runs_key(self.prefix), "NX", repr(time.time()), run_id]
-            )
+        command = ["ZADD", _keys.runs_key(self.prefix), "NX", repr(time.time()), run_id]
+        await self._call(
+            f"index run {run_id}", lambda client: client.custom_command(command)
+        )
+
+    def _check_size(self, run_id: str, stream: str, count: int, data: bytes) -> None:
+        if len(data) > self.max_value_size:
+            raise value_too_large(run_id, stream, count, len(data), self.max_value_size)
+
+    async def _fetch(
+        self, run_id: str, stream: str, entry_id: bytes, operation: str
+    ) -> bytes:
+        """Return the data of a large entry, read on a connection of its own."""
+        key = self._keys_of(run_id, stream).stream
+        found = await self._call(
+            operation,
+            lambda client: client.xrange(key, entry_id.decode(), entry_id.decode()),
+            run_id=run_id,
+            stream=stream,
+            size=self.max_value_size,
+        )
+        fields = (found or {}).get(entry_id)
+        return entry_data(fields, run_id, stream, entry_id)
 
     # -- streams -----------------------------------------------------------------
     async def append(
         self, run_id: str, stream: str, start: int, count: int, data: bytes
     ) -> int:
-        """Append a batch at ``start``; see ``Store.append``."""
+        """Append a batch at ``start``; see ``Store.append``.
+
+        Raises:
+            ValueTooLargeError: ``data`` is over ``max_value_size``.
+        """
         if start < 0 or count < 0:
             msg = f"start and count must not be negative, got {start} and {count}"
             raise ValueError(msg)
+        self._check_size(run_id, stream, count, data)
         keys = self._keys_of(run_id, stream)
-        operation = f"append to stream {stream!r} of run {run_id}"
-        session, client = await self._client(operation)
+        session = await self._session()
         moved = session.readers_at(keys.tracked, start) if count else []
-        with self._errors(operation):
-            status, length, fresh = await client.invoke_script(
+        args = [
+            str(start),
+            str(start + count),
+            str(count),
+            data,
+            self._ttl_ms,
+            session.wake_key,
+            *moved,
+        ]
+        status, length, fresh = await self._call(
+            f"append to stream {stream!r} of run {run_id}",
+            lambda client: client.invoke_script(
                 self._scripts.append,
                 keys=[keys.stream, keys.keyset, keys.watchers, keys.cursors],
-                args=[
-                    str(start),
-                    str(start + count),
-                    str(count),
-                    data,
-                    self._ttl_ms,
-                    session.wake_key,
-                    *moved,
-                ],
-            )
+                args=args,
+            ),
+            run_id=run_id,
+            stream=stream,
+            size=len(data),
+        )
         if fresh:
-            await self._index(client, run_id)
+            await self._index(run_id)
         if status == _APPENDED:
             session.wake(keys.tracked, Chunk(start, count, data), moved)
+        elif status == _HELD:
+            # A retried attempt may have written it (and moved the cursors of the
+            # readers blocked here): they read it back.
+            session.wake(keys.tracked)
         elif status == _CLOSED:
             msg = (
                 f"stream {stream!r} of run {run_id} has ended after {length} values; "
@@ -995,26 +1310,33 @@ class RedisStore(Store):
         return int(length)
 
     async def end(self, run_id: str, stream: str, error: bytes | None = None) -> bool:
-        """End the stream; see ``Store.end``."""
+        """End the stream; see ``Store.end``.
+
+        A retry after a lost answer finds the stream ended and returns False,
+        though the first attempt ended it.
+        """
         keys = self._keys_of(run_id, stream)
-        operation = f"end stream {stream!r} of run {run_id}"
-        session, client = await self._client(operation)
+        session = await self._session()
         args = [
             self._ttl_ms,
             "0" if error is None else "1",
             error or b"",
             session.wake_key,
         ]
-        with self._errors(operation):
-            ended, _, fresh = await client.invoke_script(
+        ended, _, fresh = await self._call(
+            f"end stream {stream!r} of run {run_id}",
+            lambda client: client.invoke_script(
                 self._scripts.end,
                 keys=[keys.stream, keys.keyset, keys.watchers],
                 args=args,
-            )
+            ),
+            run_id=run_id,
+            stream=stream,
+            size=len(error or b""),
+        )
         if fresh:
-            await self._index(client, run_id)
-        if ended:
-            session.wake(keys.tracked)
+            await self._index(run_id)
+        session.wake(keys.tracked)
         return bool(ended)
 
     async def append_at_end(
@@ -1023,22 +1345,34 @@ class RedisStore(Store):
         """Append a batch after the stream's last value; see ``Store.append_at_end``.
 
         One script checks the length and writes at it, so producers racing on one
-        stream each get their own positions.
+        stream each get their own positions. The call's token makes a retry
+        return the first attempt's position instead of writing the batch twice.
+
+        Raises:
+            ValueTooLargeError: ``data`` is over ``max_value_size``.
         """
         if count < 0:
             msg = f"count must not be negative, got {count}"
             raise ValueError(msg)
+        self._check_size(run_id, stream, count, data)
         keys = self._keys_of(run_id, stream)
-        operation = f"append to stream {stream!r} of run {run_id}"
-        session, client = await self._client(operation)
-        with self._errors(operation):
-            status, start, fresh = await client.invoke_script(
+        session = await self._session()
+        token = uuid.uuid4().hex
+        args = [str(count), data, self._ttl_ms, session.wake_key, token]
+        args += session.take_acks(keys.tokens)
+        status, start, fresh = await self._call(
+            f"append to stream {stream!r} of run {run_id}",
+            lambda client: client.invoke_script(
                 self._scripts.append_at_end,
-                keys=[keys.stream, keys.keyset, keys.watchers],
-                args=[str(count), data, self._ttl_ms, session.wake_key],
-            )
+                keys=[keys.stream, keys.keyset, keys.watchers, keys.tokens],
+                args=args,
+            ),
+            run_id=run_id,
+            stream=stream,
+            size=len(data),
+        )
         if fresh:
-            await self._index(client, run_id)
+            await self._index(run_id)
         if status == _CLOSED:
             msg = (
                 f"stream {stream!r} of run {run_id} has ended after {start} values; "
@@ -1046,6 +1380,7 @@ class RedisStore(Store):
             )
             raise StreamClosedError(msg)
         if count:
+            session.acknowledge(keys.tokens, token)
             session.wake(keys.tracked, Chunk(int(start), count, data))
         return int(start)
 
@@ -1062,14 +1397,19 @@ class RedisStore(Store):
 
         See ``Store.read``. Returns at most 512 chunks, and stops adding chunks
         once they hold 8 MiB; read again from the end of the last one for more.
-        The script that reads also records ``reader``'s cursor. A read where a
-        batch appended through this store object ended, with nothing changed
+        An entry over 1 MiB ends the batch and is fetched on a connection of its
+        own. The script that reads also records ``reader``'s cursor. A read where
+        a batch appended through this store object ended, with nothing changed
         since, skips it: that append recorded the cursor here (see the module's
         docstring).
+
+        Raises:
+            CorruptDataError: the entry at ``position`` is not one Datagraph
+                wrote (entries before it are returned first).
         """
         keys = self._keys_of(run_id, stream)
         operation = f"read stream {stream!r} of run {run_id}"
-        session, client = await self._client(operation)
+        session = await self._session()
         wait = timeout > 0
         deadline = anyio.current_time() + timeout if wait else 0.0
         args = [str(position), self._ttl_ms, session.wake_key if wait else b""]
@@ -1084,8 +1424,9 @@ class RedisStore(Store):
                 seen = tracked.version
                 if ask:
                     sent = now
-                    with self._errors(operation):
-                        reply = await client.invoke_script(
+                    reply = await self._call(
+                        operation,
+                        lambda client: client.invoke_script(
                             self._scripts.read,
                             keys=[
                                 keys.stream,
@@ -1094,11 +1435,14 @@ class RedisStore(Store):
                                 keys.watchers,
                             ],
                             args=args,
-                        )
+                        ),
+                        run_id=run_id,
+                        stream=stream,
+                    )
                     if reply[0]:  # the cursor was the run's first key
-                        await self._index(client, run_id)
+                        await self._index(run_id)
                     if len(reply) > 2:
-                        return _parse_entries(reply, 1)
+                        return await self._entries(reply, run_id, stream, operation)
                     now = anyio.current_time() if wait else 0.0
                     if now >= deadline:
                         return Batch(())
@@ -1118,6 +1462,19 @@ class RedisStore(Store):
         finally:
             session.untrack(keys.tracked, tracked)
 
+    async def _entries(
+        self, reply: list[Any], run_id: str, stream: str, operation: str
+    ) -> Batch:
+        """Turn a read script's reply into a batch, fetching a large last entry."""
+        parsed = parse_entries(reply, 1, run_id, stream)
+        if parsed.large is None:
+            return parsed.batch
+        entry_id, count = parsed.large
+        data = await self._fetch(run_id, stream, entry_id, operation)
+        stop = entry_position(entry_id, run_id, stream)
+        chunks = [*parsed.batch.chunks, Chunk(stop - count, count, data)]
+        return Batch(chunks)
+
     async def take(
         self,
         run_id: str,
@@ -1131,34 +1488,64 @@ class RedisStore(Store):
 
         One script reads the group's cursor, finds the entry after it and moves the
         cursor past what it hands out, so every value goes to one member however
-        many race. The share's chunk is the whole batch holding its values.
+        many race. The share's chunk is the whole batch holding its values. The
+        call's token makes a retry hand out the same share again.
+
+        Raises:
+            CorruptDataError: the next entry is not one Datagraph wrote.
         """
         keys = self._keys_of(run_id, stream)
         operation = f"take from stream {stream!r} of run {run_id} for {group!r}"
-        session, client = await self._client(operation)
+        session = await self._session()
         wait = timeout > 0
         deadline = anyio.current_time() + timeout if wait else 0.0
-        args = [
-            group,
-            str(max(max_count, 1)),
-            self._ttl_ms,
-            session.wake_key if wait else b"",
-        ]
         tracked = session.track(keys.tracked)
         try:
             while True:
                 seen = tracked.version
-                with self._errors(operation):
-                    reply = await client.invoke_script(
+                token = uuid.uuid4().hex
+                args = [
+                    group,
+                    str(max(max_count, 1)),
+                    self._ttl_ms,
+                    session.wake_key if wait else b"",
+                    token,
+                    *session.take_acks(keys.tokens),
+                ]
+                reply = await self._call(
+                    operation,
+                    lambda client: client.invoke_script(
                         self._scripts.take,
-                        keys=[keys.stream, keys.keyset, keys.cursors, keys.watchers],
-                        args=args,
-                    )
+                        keys=[
+                            keys.stream,
+                            keys.keyset,
+                            keys.cursors,
+                            keys.watchers,
+                            keys.tokens,
+                        ],
+                        args=args,  # noqa: B023  # awaited in this iteration
+                    ),
+                    run_id=run_id,
+                    stream=stream,
+                )
                 if reply[0] == _TAKEN:
                     _, start, stop, end, count, data, fresh = reply
+                    session.acknowledge(keys.tokens, token)
                     if fresh:
-                        await self._index(client, run_id)
+                        await self._index(run_id)
+                    if data is None:  # a large entry
+                        entry_id = f"{end}-0".encode()
+                        data = await self._fetch(run_id, stream, entry_id, operation)
                     return Share(Chunk(end - count, count, data), start, stop)
+                if reply[0] == _FOREIGN:
+                    raise foreign_entry(reply[1], reply[2], run_id, stream)
+                if reply[0] == _LOST:
+                    msg = (
+                        f"values {reply[1]} to {reply[2] - 1} of stream {stream!r} "
+                        f"of run {run_id} were handed to a member of group "
+                        f"{group!r} whose answer was lost, and trimmed since"
+                    )
+                    raise StoreError(msg)
                 cursor, length = int(reply[1]), int(reply[2])
                 if reply[0] == _ALL_TAKEN:
                     error = reply[4] if reply[3] else None
@@ -1175,11 +1562,17 @@ class RedisStore(Store):
     async def cursors(self, run_id: str, stream: str) -> dict[str, int]:
         """Return each reader's (and group's) position; see ``Store.cursors``."""
         key = _keys.cursors_key(self.prefix, run_id, stream)
-        operation = f"get the cursors of stream {stream!r} of run {run_id}"
-        _, client = await self._client(operation)
-        with self._errors(operation):
-            found = await client.hgetall(key)
-        return {name.decode(): int(value) for name, value in found.items()}
+        found = await self._call(
+            f"get the cursors of stream {stream!r} of run {run_id}",
+            lambda client: client.hgetall(key),
+            run_id=run_id,
+            stream=stream,
+        )
+        try:
+            return {name.decode(): int(value) for name, value in found.items()}
+        except ValueError:
+            msg = f"the cursors of stream {stream!r} of run {run_id} are not numbers"
+            raise CorruptDataError(msg, run_id=run_id, stream=stream) from None
 
     async def trim(self, run_id: str, stream: str, before: int) -> None:
         """Drop the entries whose values all lie before ``before`` (XTRIM MINID).
@@ -1189,21 +1582,27 @@ class RedisStore(Store):
         """
         if before <= 0:
             return
-        key = _keys.stream_key(self.prefix, run_id, stream)
-        operation = f"trim stream {stream!r} of run {run_id}"
-        _, client = await self._client(operation)
-        with self._errors(operation):
-            await client.invoke_script(
-                self._scripts.trim, keys=[key], args=[str(before)]
-            )
+        keys = self._keys_of(run_id, stream)
+        session = await self._session()
+        args = [str(before), *session.take_acks(keys.tokens)]
+        await self._call(
+            f"trim stream {stream!r} of run {run_id}",
+            lambda client: client.invoke_script(
+                self._scripts.trim, keys=[keys.stream, keys.tokens], args=args
+            ),
+            run_id=run_id,
+            stream=stream,
+        )
 
     async def state(self, run_id: str, stream: str) -> StreamState:
         """Return the stream's length and end state; see ``Store.state``."""
         key = _keys.stream_key(self.prefix, run_id, stream)
-        operation = f"get the state of stream {stream!r} of run {run_id}"
-        _, client = await self._client(operation)
-        with self._errors(operation):
-            reply = await client.invoke_script(self._scripts.state, keys=[key])
+        reply = await self._call(
+            f"get the state of stream {stream!r} of run {run_id}",
+            lambda client: client.invoke_script(self._scripts.state, keys=[key]),
+            run_id=run_id,
+            stream=stream,
+        )
         error = reply[2] if len(reply) > 2 else None
         return StreamState(int(reply[0]), bool(reply[1]), error)
 
@@ -1212,22 +1611,23 @@ class RedisStore(Store):
         """Set metadata fields of a run (HSET); see ``Store.set_fields``."""
         if not fields:
             return
-        operation = f"set fields of run {run_id}"
-        _, client = await self._client(operation)
         args: list[str | bytes] = [self._ttl_ms]
         for name, value in fields.items():
             args += (name, value)
-        with self._errors(operation):
-            fresh = await client.invoke_script(
-                self._scripts.set_fields,
-                keys=[
-                    _keys.meta_key(self.prefix, run_id),
-                    _keys.keys_key(self.prefix, run_id),
-                ],
-                args=args,
-            )
+        keys = [
+            _keys.meta_key(self.prefix, run_id),
+            _keys.keys_key(self.prefix, run_id),
+        ]
+        fresh = await self._call(
+            f"set fields of run {run_id}",
+            lambda client: client.invoke_script(
+                self._scripts.set_fields, keys=keys, args=args
+            ),
+            run_id=run_id,
+            size=sum(len(value) for value in fields.values()),
+        )
         if fresh:
-            await self._index(client, run_id)
+            await self._index(run_id)
 
     async def get_fields(
         self, run_id: str, names: Sequence[str] | None = None
@@ -1235,31 +1635,39 @@ class RedisStore(Store):
         """Return metadata fields of a run; see ``Store.get_fields``."""
         key = _keys.meta_key(self.prefix, run_id)
         operation = f"get fields of run {run_id}"
-        _, client = await self._client(operation)
-        with self._errors(operation):
-            if names is None:
-                found = await client.hgetall(key)
-                return {name.decode(): value for name, value in found.items()}
-            if not names:
-                return {}
-            values = await client.hmget(key, list(names))
-        return {n: v for n, v in zip(names, values, strict=True) if v is not None}
+        if names is None:
+            found = await self._call(
+                operation, lambda client: client.hgetall(key), run_id=run_id
+            )
+            return {name.decode(): value for name, value in found.items()}
+        if not names:
+            return {}
+        wanted = list(names)
+        values = await self._call(
+            operation, lambda client: client.hmget(key, wanted), run_id=run_id
+        )
+        return {n: v for n, v in zip(wanted, values, strict=True) if v is not None}
 
     async def claim(self, run_id: str, name: str) -> bool:
-        """Claim ``name`` within a run (HSETNX); see ``Store.claim``."""
-        operation = f"claim {name!r} in run {run_id}"
-        _, client = await self._client(operation)
-        with self._errors(operation):
-            won, fresh = await client.invoke_script(
-                self._scripts.claim,
-                keys=[
-                    _keys.claims_key(self.prefix, run_id),
-                    _keys.keys_key(self.prefix, run_id),
-                ],
-                args=[self._ttl_ms, name],
-            )
+        """Claim ``name`` within a run (HSETNX); see ``Store.claim``.
+
+        The claim records the winner's token, so a winner whose answer was lost
+        still wins when its call is retried.
+        """
+        keys = [
+            _keys.claims_key(self.prefix, run_id),
+            _keys.keys_key(self.prefix, run_id),
+        ]
+        args = [self._ttl_ms, name, uuid.uuid4().hex]
+        won, fresh = await self._call(
+            f"claim {name!r} in run {run_id}",
+            lambda client: client.invoke_script(
+                self._scripts.claim, keys=keys, args=args
+            ),
+            run_id=run_id,
+        )
         if fresh:
-            await self._index(client, run_id)
+            await self._index(run_id)
         return bool(won)
 
     # -- runs --------------------------------------------------------------------
@@ -1269,40 +1677,46 @@ class RedisStore(Store):
         Runs whose data has expired are dropped from the index on the way.
         """
         runs_key = _keys.runs_key(self.prefix)
-        _, client = await self._client("list runs")
-        with self._errors("list runs"):
-            found = await client.custom_command(["ZRANGE", runs_key, "0", "-1"])
-            run_ids = [run_id.decode() for run_id in found or ()]
-            if not run_ids:
-                return []
-            check = GlideBatch(is_atomic=False)
-            for run_id in run_ids:
-                check.exists([_keys.keys_key(self.prefix, run_id)])
-            alive = await client.exec(check, raise_on_error=True)
-            expired = [r for r, n in zip(run_ids, alive, strict=True) if not n]
-            if expired:
-                await client.zrem(runs_key, expired)
+        found = await self._call(
+            "list runs",
+            lambda client: client.custom_command(["ZRANGE", runs_key, "0", "-1"]),
+        )
+        run_ids = [run_id.decode() for run_id in found or ()]
+        if not run_ids:
+            return []
+        check = GlideBatch(is_atomic=False)
+        for run_id in run_ids:
+            check.exists([_keys.keys_key(self.prefix, run_id)])
+        alive = await self._call(
+            "list runs", lambda client: client.exec(check, raise_on_error=True)
+        )
+        expired = [r for r, n in zip(run_ids, alive, strict=True) if not n]
+        if expired:
+            await self._call("list runs", lambda client: client.zrem(runs_key, expired))
         return [r for r, n in zip(run_ids, alive, strict=True) if n]
 
     async def delete_run(self, run_id: str) -> None:
         """Delete every stream, field and claim of a run; see ``Store.delete_run``."""
         keys_key = _keys.keys_key(self.prefix, run_id)
         operation = f"delete run {run_id}"
-        session, client = await self._client(operation)
+        session = await self._session()
         # What this loop knows of the run's streams (lengths, cursors) goes too:
         # a run started afresh under the same id begins at position 0 again.
         session.forget(_keys.run_tag(self.prefix, run_id).encode() + b":")
-        with self._errors(operation):
-            members = await client.smembers(keys_key)
-            await client.delete(
-                [
-                    *members,
-                    keys_key,
-                    _keys.meta_key(self.prefix, run_id),
-                    _keys.claims_key(self.prefix, run_id),
-                ]
-            )
-            await client.zrem(_keys.runs_key(self.prefix), [run_id])
+        members = await self._call(
+            operation, lambda client: client.smembers(keys_key), run_id=run_id
+        )
+        doomed = [
+            *members,
+            keys_key,
+            _keys.meta_key(self.prefix, run_id),
+            _keys.claims_key(self.prefix, run_id),
+        ]
+        await self._call(operation, lambda client: client.delete(doomed))
+        await self._call(
+            operation,
+            lambda client: client.zrem(_keys.runs_key(self.prefix), [run_id]),
+        )
 
     async def aclose(self) -> None:
         """Close the connections; a later call connects again."""
@@ -1312,18 +1726,14 @@ class RedisStore(Store):
             await session.close()
 
 
-def _parse_entries(reply: list[Any], offset: int) -> Batch:
-    """Turn the read script's flat ``[id, count, data, ...]`` list into a batch.
+async def _same(client: Any) -> Any:
+    return client
 
-    The triples start at ``reply[offset]``.
-    """
-    chunks: list[Chunk] = []
-    end: StreamState | None = None
-    for i in range(offset, len(reply), 3):
-        stop = int(reply[i].partition(b"-")[0])
-        count = int(reply[i + 1])
-        if count >= 0:
-            chunks.append(Chunk(stop - count, count, reply[i + 2]))
-        else:  # the end marker, always the stream's last entry
-            end = StreamState(stop, True, reply[i + 2] if count == -2 else None)
-    return Batch(chunks, end)
+
+def _quiet_client_log(level: str) -> None:
+    """Set glide's log level, unless glide's ``Logger`` is already set up."""
+    if level not in _LOG_LEVELS:
+        msg = f"client_log_level must be one of {', '.join(_LOG_LEVELS)}, got {level!r}"
+        raise ValueError(msg)
+    if GlideLogger._instance is None:  # glide has no public check
+        GlideLogger.init(_LOG_LEVELS[level])

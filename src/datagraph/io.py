@@ -14,6 +14,8 @@ import msgspec
 from . import _background
 from ._errors import decode_failure
 from .exceptions import (
+    CorruptDataError,
+    DatagraphError,
     EmptyStreamError,
     SerializationError,
     SignatureError,
@@ -89,7 +91,7 @@ class IO(Generic[T]):
 
     def _decode(self, chunk: Chunk) -> list[T]:
         try:
-            return self._ctx.serializer.decode(chunk.data, self._type)
+            values = self._ctx.serializer.decode(chunk.data, self._type)
         except SignatureError as exc:
             msg = f"stream {self.name!r} of run {self._ctx.run_id}: {exc}"
             raise SignatureError(msg) from exc
@@ -99,6 +101,21 @@ class IO(Generic[T]):
                 f"{chunk.end - 1}) does not fit the reader's type {self._type!r}: {exc}"
             )
             raise SerializationError(msg) from exc
+        except DatagraphError:
+            raise
+        except Exception as exc:  # whatever a decoder raises on foreign bytes
+            raise self._corrupt(chunk, f"{type(exc).__name__}: {exc}") from exc
+        if len(values) != chunk.count:  # a short entry must not pass unnoticed
+            raise self._corrupt(chunk, f"it holds {len(values)} values")
+        return values
+
+    def _corrupt(self, chunk: Chunk, what: str) -> CorruptDataError:
+        msg = (
+            f"the entry of stream {self.name!r} of run {self._ctx.run_id} holding "
+            f"values {chunk.start} to {chunk.end - 1} ({chunk.count} values) does "
+            f"not decode: {what}"
+        )
+        return CorruptDataError(msg, run_id=self._ctx.run_id, stream=self.name)
 
     def _track(self, generator: AsyncGenerator[D]) -> AsyncGenerator[D]:
         opened = self._opened

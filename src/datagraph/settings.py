@@ -87,9 +87,10 @@ class Settings:
                 msg = f"setting {name} must be an integer >= {least}, got {size!r}"
                 raise ValueError(msg)
         if self.client_log_level not in CLIENT_LOG_LEVELS:
+            known = ", ".join(CLIENT_LOG_LEVELS)
             msg = (
-                f"setting client_log_level must be one of {', '.join(CLIENT_LOG_LEVELS)}"
-                f", got {self.client_log_level!r}"
+                f"setting client_log_level must be one of {known}, "
+                f"got {self.client_log_level!r}"
             )
             raise ValueError(msg)
 

@@ -12,13 +12,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from ..exceptions import CorruptDataError, StoreError
+from ..exceptions import CorruptDataError
 from ._base import Batch, Chunk, StreamState
 
 __all__ = (
     "FOREIGN",
     "Parsed",
-    "entry_data",
     "entry_position",
     "foreign_entry",
     "parse_entries",
@@ -33,8 +32,9 @@ class Parsed:
     """A read script's reply, checked."""
 
     batch: Batch
-    #: ``(entry id, count)`` of a last entry sent without its data (too large).
-    large: tuple[bytes, int] | None = None
+    #: ``(start, count, blob key)`` of a last, large batch kept in a key of its
+    #: own, to fetch on a connection of its own.
+    large: tuple[int, int, bytes] | None = None
 
 
 def _corrupt(run_id: str, stream: str, entry_id: object, what: str) -> CorruptDataError:
@@ -100,8 +100,8 @@ def parse_entries(reply: list[Any], offset: int, run_id: str, stream: str) -> Pa
             if chunks:  # hand out the good values; the next read raises
                 return Parsed(Batch(chunks))
             raise
-        if data is None:  # the script sends a large entry without its data
-            return Parsed(Batch(chunks), (entry_id, count))
+        if isinstance(data, list):  # a large batch: the script names its blob
+            return Parsed(Batch(chunks), (stop - count, count, data[0]))
         chunks.append(Chunk(stop - count, count, data))
     return Parsed(Batch(chunks, end))
 
@@ -116,25 +116,3 @@ def _count(raw: object, stop: int, run_id: str, stream: str, entry_id: bytes) ->
         what = f"its count {count} does not fit its id (values end at {stop})"
         raise _corrupt(run_id, stream, entry_id, what)
     return count
-
-
-def entry_data(fields: Any, run_id: str, stream: str, entry_id: bytes) -> bytes:
-    """Return the data of a batch entry from XRANGE's ``[[field, value], ...]``.
-
-    Raises:
-        StoreError: the entry is gone (trimmed while being fetched).
-        CorruptDataError: the entry is not a batch.
-    """
-    if fields is None:
-        msg = (
-            f"entry {entry_id.decode()} of stream {stream!r} of run {run_id} was "
-            "trimmed before this reader got it"
-        )
-        raise StoreError(msg)
-    pairs = [tuple(pair) for pair in fields]
-    if len(pairs) != 2 or pairs[0][0] != b"n" or pairs[1][0] != b"d":
-        names = ",".join(str(pair[0]) for pair in pairs)
-        raise foreign_entry(entry_id, names, run_id, stream)
-    data = pairs[1][1]
-    assert isinstance(data, bytes)
-    return data

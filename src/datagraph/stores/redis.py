@@ -66,7 +66,7 @@ from ..exceptions import (
 )
 from ._base import Batch, Chunk, Share, Store, StreamState
 from ._limits import DEFAULT_MAX_VALUE_SIZE, check_max_value_size, value_too_large
-from ._redis_entries import entry_data, entry_position, foreign_entry, parse_entries
+from ._redis_entries import foreign_entry, parse_entries
 
 try:
     from glide import (
@@ -184,12 +184,16 @@ local function last_entry(key)
 end
 
 local function entry_kind(entry)
-  -- 'd' for a batch of values (fields n <count> d <data>, id <end>-0), 'e' for
-  -- the end marker (fields end 1 [error <e>], id <length>-1), else nil: an
-  -- entry that Datagraph did not write.
+  -- 'd' for a batch of values (fields n <count> d <data>, id <end>-0), 'b' for
+  -- a large batch kept in a key of its own (n <count> b <key>), 'e' for the end
+  -- marker (fields end 1 [error <e>], id <length>-1), else nil: an entry that
+  -- Datagraph did not write.
   local id, f = entry[1], entry[2]
   local seq = string.sub(id, string.find(id, '-', 1, true) + 1)
-  if seq == '0' and #f == 4 and f[1] == 'n' and f[3] == 'd' then return 'd' end
+  if seq == '0' and #f == 4 and f[1] == 'n' then
+    if f[3] == 'd' then return 'd' end
+    if f[3] == 'b' then return 'b' end
+  end
   if seq == '1' and f[1] == 'end'
       and (#f == 2 or (#f == 4 and f[3] == 'error')) then
     return 'e'
@@ -211,6 +215,27 @@ local function touch(key, ttl)
   redis.call('PEXPIRE', KEYS[2], ttl)
   redis.call('PEXPIRE', key, ttl)
   return fresh
+end
+
+local function add_batch(id, count, data, blobs, blob, ttl)
+  -- Append a batch entry; with a blob key, its data was SET there beforehand
+  -- and the entry names it (the blobs sorted set finds it again by position).
+  if blob then
+    redis.call('XADD', KEYS[1], id, 'n', count, 'b', blob)
+    redis.call('ZADD', blobs, id_position(id), blob)
+    touch(blobs, ttl)
+    touch(blob, ttl)
+  else
+    redis.call('XADD', KEYS[1], id, 'n', count, 'd', data)
+  end
+end
+
+local function drop_blob(blobs, blob)
+  -- Delete a blob SET for a batch that was not appended (unless an earlier
+  -- attempt of the same call appended it after all).
+  if blob and not redis.call('ZSCORE', blobs, blob) then
+    redis.call('DEL', blob)
+  end
 end
 
 local function server_ms()
@@ -246,8 +271,10 @@ end
     .replace("$WATCH_TTL", str(_WATCH_TTL_MS))
 )
 
-# KEYS: the stream, the run's key set, the stream's watchers, its cursors. ARGV:
-# start, stop (= start + count), count, data, ttl_ms, the writer's wake stream,
+# KEYS: the stream, the run's key set, the stream's watchers, its cursors, its
+# blobs, and for a large batch the blob key its data was SET in. ARGV:
+# start, stop (= start + count), count, data ('' if in a blob), ttl_ms, the
+# writer's wake stream,
 # then the readers of the writer's event loop blocked right at start: they are
 # handed the batch there, so their cursors move past it here.
 # Returns {status, length, fresh}; status 0 written, 1 already held, 2 ended, 3 gap.
@@ -256,11 +283,15 @@ _APPEND_LUA = (
     + """
 local length, ended = last_entry(KEYS[1])
 local start, stop = tonumber(ARGV[1]), tonumber(ARGV[2])
-if stop <= length then return {1, length, 0} end
-if ended then return {2, length, 0} end
-if start < length then return {1, length, 0} end
-if start > length then return {3, length, 0} end
-redis.call('XADD', KEYS[1], ARGV[2] .. '-0', 'n', ARGV[3], 'd', ARGV[4])
+local status = nil
+if stop <= length or (start < length and not ended) then status = 1
+elseif ended then status = 2
+elseif start > length then status = 3 end
+if status then
+  drop_blob(KEYS[5], KEYS[6])
+  return {status, length, 0}
+end
+add_batch(ARGV[2] .. '-0', ARGV[3], ARGV[4], KEYS[5], KEYS[6], ARGV[5])
 notify(KEYS[3], ARGV[6])
 local fresh = touch(KEYS[1], ARGV[5])
 if #ARGV > 6 then
@@ -294,9 +325,10 @@ return {1, length, touch(KEYS[1], ARGV[1])}
 """
 )
 
-# KEYS: the stream, the run's key set, its watchers, its tokens. ARGV: count,
-# data, ttl_ms, the writer's wake stream, this call's token, then tokens of
-# earlier calls whose answers arrived (forgotten here). Returns {status, length
+# KEYS: the stream, the run's key set, its watchers, its tokens, its blobs, and
+# for a large batch its blob key (as for append). ARGV: count, data, ttl_ms,
+# the writer's wake stream, this call's token, then tokens of earlier calls
+# whose answers arrived (forgotten here). Returns {status, length
 # (= the batch's start), fresh}; status 0 written (or nothing to write), 2 ended.
 # The token makes a retried call exact: an attempt that wrote the batch but whose
 # answer was lost left its start under the token, and the retry returns that.
@@ -307,11 +339,13 @@ local seen = redis.call('HGET', KEYS[4], ARGV[5])
 if seen then return {0, tonumber(string.sub(seen, 3)), 0} end
 for i = 6, #ARGV do redis.call('HDEL', KEYS[4], ARGV[i]) end
 local length, ended = last_entry(KEYS[1])
-if ended then return {2, length, 0} end
 local count = tonumber(ARGV[1])
-if count == 0 then return {0, length, 0} end
-redis.call('XADD', KEYS[1], string.format('%d-0', length + count),
-           'n', ARGV[1], 'd', ARGV[2])
+if ended or count == 0 then
+  drop_blob(KEYS[5], KEYS[6])
+  return {ended and 2 or 0, length, 0}
+end
+add_batch(string.format('%d-0', length + count), ARGV[1], ARGV[2], KEYS[5],
+          KEYS[6], ARGV[3])
 redis.call('HSET', KEYS[4], ARGV[5], string.format('a %d', length))
 touch(KEYS[4], ARGV[3])
 notify(KEYS[3], ARGV[4])
@@ -327,10 +361,10 @@ return {0, length, touch(KEYS[1], ARGV[3])}
 # past the position, the rest is the end marker triple if the stream has ended,
 # else {length}; then the wake stream, if given, is registered among the watchers:
 # the reader is about to wait. Reads stop after $READ_COUNT entries or once they
-# hold $READ_BYTES bytes. An entry whose data is over $BULK_BYTES comes without it
-# (data false, i.e. nil) and ends the reply: the caller fetches it on a
-# connection of its own. An entry Datagraph did not write comes as {id, -9, its
-# field names} and ends the reply too.
+# hold $READ_BYTES bytes. A large batch kept in a blob comes as {id, count,
+# {blob key}} and ends the reply: the caller fetches it on a connection of its
+# own. An entry Datagraph did not write comes as {id, -9, its field names} and
+# ends the reply too.
 _READ_LUA = (
     (
         _LUA_LIB
@@ -356,13 +390,12 @@ while n < max_count and size < max_bytes do
     out[#out + 1] = entry[1]
     if kind == 'd' then
       out[#out + 1] = f[2]
-      if #f[4] > $BULK_BYTES then
-        out[#out + 1] = false
-        stop = true
-      else
-        out[#out + 1] = f[4]
-        size = size + #f[4]
-      end
+      out[#out + 1] = f[4]
+      size = size + #f[4]
+    elseif kind == 'b' then
+      out[#out + 1] = f[2]
+      out[#out + 1] = {f[4]}
+      stop = true
     elseif kind == 'e' then
       out[#out + 1] = #f == 4 and -2 or -1
       out[#out + 1] = #f == 4 and f[4] or ''
@@ -389,7 +422,6 @@ return {fresh, string.format('%d-1', length), -1, ''}
     )
     .replace("$READ_COUNT", str(_READ_COUNT))
     .replace("$READ_BYTES", str(_READ_BYTES))
-    .replace("$BULK_BYTES", str(_BULK_BYTES))
 )
 
 # KEYS: the stream, the run's key set, the stream's cursors, its watchers, its
@@ -400,7 +432,7 @@ return {fresh, string.format('%d-1', length), -1, ''}
 #   {0, cursor, length}                       nothing to take yet (the wake
 #                                             stream, if given, now watches)
 #   {1, start, stop, entry end, count, data, fresh}   positions start..stop-1 taken
-#                                             (data false: over $BULK_BYTES, fetch)
+#                                             (data {blob key}: a large batch)
 #   {2, cursor, length, has_error, error}    the stream ended, the group took all
 #   {3, entry id, field names}               the next entry is not Datagraph's
 #   {4, start, stop}                         a retry, but the entry is gone
@@ -413,7 +445,7 @@ _TAKE_LUA = (
 local function share(start, taken, stop, entry, fresh)
   local f = entry[2]
   local data = f[4]
-  if #data > $BULK_BYTES then data = false end
+  if f[3] == 'b' then data = {data} end
   return {1, start, taken, stop, tonumber(f[2]), data, fresh}
 end
 local seen = redis.call('HGET', KEYS[5], ARGV[5])
@@ -433,8 +465,8 @@ if #entries == 0 then
 end
 local id, f = entries[1][1], entries[1][2]
 local kind = entry_kind(entries[1])
-local count = kind == 'd' and tonumber(f[2]) or nil
-if kind == nil or (kind == 'd' and not count) then
+local count = kind ~= 'e' and tonumber(f[2]) or nil
+if kind == nil or (kind ~= 'e' and not count) then
   return {3, id, field_names(entries[1])}
 end
 local stop = id_position(id)
@@ -448,11 +480,12 @@ redis.call('HSET', KEYS[3], ARGV[1], string.format('%d', taken))
 redis.call('HSET', KEYS[5], ARGV[5], string.format('t %d %d %d', start, taken, stop))
 touch(KEYS[5], ARGV[3])
 return share(start, taken, stop, entries[1], touch(KEYS[3], ARGV[3]))
-""".replace("$BULK_BYTES", str(_BULK_BYTES))
+"""
 )
 
-# KEYS: the stream, its tokens. ARGV: before, then tokens of calls whose answers
-# arrived (forgotten first). Drops the entries whose values all lie before it,
+# KEYS: the stream, its tokens, its blobs. ARGV: before, then tokens of calls
+# whose answers arrived (forgotten first). Drops the entries whose values all
+# lie before it (and the blobs of those entries),
 # never the end marker (it holds the length and the error), nor an entry holding
 # a share of ``take`` whose answer may have been lost (a retry hands it out
 # again). Returns how many were dropped.
@@ -467,7 +500,13 @@ for _, record in ipairs(redis.call('HVALS', KEYS[2])) do
 end
 local length, ended = last_entry(KEYS[1])
 local min_id = string.format('%d-0', before + 1)
-if ended and before >= length then min_id = string.format('%d-1', length) end
+if ended and before >= length then
+  min_id = string.format('%d-1', length)
+  before = length
+end
+local gone = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', before)
+for _, blob in ipairs(gone) do redis.call('DEL', blob) end
+if #gone > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', before) end
 return redis.call('XTRIM', KEYS[1], 'MINID', min_id)
 """
 )
@@ -987,6 +1026,12 @@ class _StreamKeys:
     cursors: str
     watchers: str
     tokens: str
+    blobs: str  # sorted set: blob key by the position its batch ends at
+    blob_prefix: str  # a blob key is this plus a random token
+
+    def blob(self) -> str:
+        """Return a new key for the data of one large batch."""
+        return self.blob_prefix + uuid.uuid4().hex
 
 
 # ------------------------------------------------------------------- the store
@@ -1170,7 +1215,10 @@ class RedisStore(Store):
                     raise StoreConnectionError(msg) from None
                 reason = None if self._reached else _connect_failure(exc)
                 if reason is not None:
-                    msg = f"cannot connect to Redis at {self.url} to {operation}: {reason}"
+                    msg = (
+                        f"cannot connect to Redis at {self.url} to {operation}: "
+                        f"{reason}"
+                    )
                     raise StoreConnectionError(msg) from None
                 waited = anyio.current_time() - started
                 if waited + delay > self.store_timeout:
@@ -1221,6 +1269,8 @@ class RedisStore(Store):
                 cursors=_keys.cursors_key(self.prefix, run_id, stream),
                 watchers=_watchers_key(self.prefix, run_id, stream),
                 tokens=_tokens_key(self.prefix, run_id, stream),
+                blobs=f"{_keys.run_tag(self.prefix, run_id)}:b:{stream}",
+                blob_prefix=f"{_keys.run_tag(self.prefix, run_id)}:v:{stream}:",
             )
         return found
 
@@ -1235,20 +1285,45 @@ class RedisStore(Store):
         if len(data) > self.max_value_size:
             raise value_too_large(run_id, stream, count, len(data), self.max_value_size)
 
-    async def _fetch(
-        self, run_id: str, stream: str, entry_id: bytes, operation: str
-    ) -> bytes:
-        """Return the data of a large entry, read on a connection of its own."""
-        key = self._keys_of(run_id, stream).stream
-        found = await self._call(
+    async def _put_blob(
+        self, keys: _StreamKeys, data: bytes, run_id: str, stream: str, operation: str
+    ) -> str:
+        """SET the data of a large batch in a key of its own; return the key.
+
+        Sent on a connection of its own: the server reads it bit by bit between
+        other clients' commands, and SET keeps it without a copy, where a script
+        taking it as an argument would stall the server while it copies.
+        """
+        blob = keys.blob()
+        command: list[str | bytes] = ["SET", blob, data, "PX", self._ttl_ms]
+        await self._call(
             operation,
-            lambda client: client.xrange(key, entry_id.decode(), entry_id.decode()),
+            lambda client: client.custom_command(command),
+            run_id=run_id,
+            stream=stream,
+            size=len(data),
+        )
+        return blob
+
+    async def _fetch(
+        self, run_id: str, stream: str, blob: bytes, operation: str
+    ) -> bytes:
+        """Return the data of a large batch, read on a connection of its own."""
+        data = await self._call(
+            operation,
+            lambda client: client.get(blob),
             run_id=run_id,
             stream=stream,
             size=self.max_value_size,
         )
-        fields = (found or {}).get(entry_id)
-        return entry_data(fields, run_id, stream, entry_id)
+        if data is None:
+            msg = (
+                f"a batch of stream {stream!r} of run {run_id} was trimmed or "
+                "expired before this reader got it"
+            )
+            raise StoreError(msg)
+        assert isinstance(data, bytes)
+        return data
 
     # -- streams -----------------------------------------------------------------
     async def append(
@@ -1265,26 +1340,36 @@ class RedisStore(Store):
         self._check_size(run_id, stream, count, data)
         keys = self._keys_of(run_id, stream)
         session = await self._session()
+        operation = f"append to stream {stream!r} of run {run_id}"
+        script_keys = [
+            keys.stream,
+            keys.keyset,
+            keys.watchers,
+            keys.cursors,
+            keys.blobs,
+        ]
+        payload = data
+        if len(data) > _BULK_BYTES:
+            blob = await self._put_blob(keys, data, run_id, stream, operation)
+            script_keys.append(blob)
+            payload = b""
         moved = session.readers_at(keys.tracked, start) if count else []
         args = [
             str(start),
             str(start + count),
             str(count),
-            data,
+            payload,
             self._ttl_ms,
             session.wake_key,
             *moved,
         ]
         status, length, fresh = await self._call(
-            f"append to stream {stream!r} of run {run_id}",
+            operation,
             lambda client: client.invoke_script(
-                self._scripts.append,
-                keys=[keys.stream, keys.keyset, keys.watchers, keys.cursors],
-                args=args,
+                self._scripts.append, keys=script_keys, args=args
             ),
             run_id=run_id,
             stream=stream,
-            size=len(data),
         )
         if fresh:
             await self._index(run_id)
@@ -1357,19 +1442,23 @@ class RedisStore(Store):
         self._check_size(run_id, stream, count, data)
         keys = self._keys_of(run_id, stream)
         session = await self._session()
+        operation = f"append to stream {stream!r} of run {run_id}"
+        script_keys = [keys.stream, keys.keyset, keys.watchers, keys.tokens, keys.blobs]
+        payload = data
+        if len(data) > _BULK_BYTES:
+            blob = await self._put_blob(keys, data, run_id, stream, operation)
+            script_keys.append(blob)
+            payload = b""
         token = uuid.uuid4().hex
-        args = [str(count), data, self._ttl_ms, session.wake_key, token]
+        args = [str(count), payload, self._ttl_ms, session.wake_key, token]
         args += session.take_acks(keys.tokens)
         status, start, fresh = await self._call(
-            f"append to stream {stream!r} of run {run_id}",
+            operation,
             lambda client: client.invoke_script(
-                self._scripts.append_at_end,
-                keys=[keys.stream, keys.keyset, keys.watchers, keys.tokens],
-                args=args,
+                self._scripts.append_at_end, keys=script_keys, args=args
             ),
             run_id=run_id,
             stream=stream,
-            size=len(data),
         )
         if fresh:
             await self._index(run_id)
@@ -1469,11 +1558,9 @@ class RedisStore(Store):
         parsed = parse_entries(reply, 1, run_id, stream)
         if parsed.large is None:
             return parsed.batch
-        entry_id, count = parsed.large
-        data = await self._fetch(run_id, stream, entry_id, operation)
-        stop = entry_position(entry_id, run_id, stream)
-        chunks = [*parsed.batch.chunks, Chunk(stop - count, count, data)]
-        return Batch(chunks)
+        start, count, blob = parsed.large
+        data = await self._fetch(run_id, stream, blob, operation)
+        return Batch([*parsed.batch.chunks, Chunk(start, count, data)])
 
     async def take(
         self,
@@ -1533,9 +1620,8 @@ class RedisStore(Store):
                     session.acknowledge(keys.tokens, token)
                     if fresh:
                         await self._index(run_id)
-                    if data is None:  # a large entry
-                        entry_id = f"{end}-0".encode()
-                        data = await self._fetch(run_id, stream, entry_id, operation)
+                    if isinstance(data, list):  # a large batch, in a blob
+                        data = await self._fetch(run_id, stream, data[0], operation)
                     return Share(Chunk(end - count, count, data), start, stop)
                 if reply[0] == _FOREIGN:
                     raise foreign_entry(reply[1], reply[2], run_id, stream)
@@ -1588,7 +1674,9 @@ class RedisStore(Store):
         await self._call(
             f"trim stream {stream!r} of run {run_id}",
             lambda client: client.invoke_script(
-                self._scripts.trim, keys=[keys.stream, keys.tokens], args=args
+                self._scripts.trim,
+                keys=[keys.stream, keys.tokens, keys.blobs],
+                args=args,
             ),
             run_id=run_id,
             stream=stream,

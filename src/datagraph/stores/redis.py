@@ -1221,14 +1221,14 @@ class RedisStore(Store):
                     )
                     raise StoreConnectionError(msg) from None
                 waited = anyio.current_time() - started
-                if waited + delay > self.store_timeout:
+                if waited >= self.store_timeout:
                     msg = (
                         f"cannot reach Redis at {self.url} to {operation}: no answer "
                         f"for {waited:.1f}s (store_timeout is {self.store_timeout:g}s)"
                         f"; last error: {_one_line(exc)}"
                     )
                     raise StoreConnectionError(msg) from exc
-                await anyio.sleep(delay)
+                await anyio.sleep(min(delay, self.store_timeout - waited))
                 delay = min(delay * 2, _RETRY_MAX_S)
                 continue
             except GlideError as exc:

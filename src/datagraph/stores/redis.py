@@ -957,7 +957,9 @@ class _Session:
             while self.waiting:
                 try:
                     reply = await self._read_wakes()
-                except Exception:
+                except Exception as exc:
+                    if isinstance(exc, ClosingError):
+                        self.blocker = None  # glide gave up on it: open another
                     # Readers hear of the failure (or of aclose()) on their own
                     # connection, or wait again; wake entries stay meanwhile.
                     self.wake_all()

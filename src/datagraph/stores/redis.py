@@ -141,9 +141,6 @@ _SLOWEST_RATE = 16 * 1024 * 1024
 _BULK_IDLE = 2
 #: Longest wait to open a connection (glide's default is 2 s).
 _CONNECT_TIMEOUT_MS = 1_000
-#: Answers of ``append_at_end`` and ``take`` this loop still has to acknowledge
-#: per stream (their records go with the next call's).
-_ACKS_KEPT = 64
 #: How long a process's wake stream outlives its last use (it is tiny).
 _WAKE_TTL_MS = 3_600_000
 
@@ -823,10 +820,12 @@ class _Session:
             _background.spawn(functools.partial(_closer, client))
 
     def acknowledge(self, tokens_key: str, token: str) -> None:
-        """Note that the answer of the call ``token`` arrived."""
-        acks = self.acks.setdefault(tokens_key, [])
-        if len(acks) < _ACKS_KEPT:
-            acks.append(token)
+        """Note that the answer of the call ``token`` arrived.
+
+        Never dropped: the record of a share not acknowledged holds back trim.
+        There are about as many as the loop's members of one group.
+        """
+        self.acks.setdefault(tokens_key, []).append(token)
 
     def take_acks(self, tokens_key: str) -> list[str]:
         """Return (and forget) the answered calls the next call reports."""

@@ -20,8 +20,10 @@ import pytest
 from _redis_servers import RedisServer, free_port
 from datagraph import IO, Flow, IOVal, LocalExecutor, Processor, Supervisor
 from datagraph.exceptions import (
+    CorruptDataError,
     RunFailedError,
     StoreConnectionError,
+    StoreError,
     UpstreamError,
     ValueTooLargeError,
 )
@@ -312,6 +314,21 @@ def test_max_value_size_defaults_below_the_redis_limit() -> None:
         Settings(max_value_size=0)
     with pytest.raises(ValueError, match="store_timeout"):
         RedisStore(store_timeout=0)
+
+
+async def test_a_full_server_is_a_store_error_not_corrupt_data(
+    tmp_path: Path,
+) -> None:
+    async def fill(store: RedisStore) -> None:
+        for i in range(100):  # 500 KB batches until the server is full
+            await store.append("r", "s", i, 1, b"x" * 500_000)
+
+    with RedisServer(tmp_path, options=["--maxmemory", "2mb"]) as server:
+        async with RedisStore(server.url, store_timeout=5) as store:
+            with pytest.raises(StoreError, match="OOM") as info:
+                await fill(store)
+    assert not isinstance(info.value, CorruptDataError)
+    assert "run r: OOM: command not allowed" in str(info.value)
 
 
 # ------------------------------------------------------------------------- URLs

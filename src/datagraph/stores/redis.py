@@ -48,6 +48,7 @@ import contextlib
 import dataclasses
 import functools
 import math
+import re
 import threading
 import time
 import uuid
@@ -1013,6 +1014,14 @@ def _connect_failure(exc: Exception) -> str | None:
     return None
 
 
+#: Server errors that pass: retried like a stalled server (loading its data after
+#: a restart, busy with a long script, a replica promoted, a cluster healing).
+_TRANSIENT = re.compile(r"\b(LOADING|BUSY|TRYAGAIN|MASTERDOWN|READONLY|CLUSTERDOWN)\b")
+#: Errors of a script that met data of another shape than it wrote: a key of
+#: another type, or Lua tripping on a field (arithmetic on nil, ...).
+_FOREIGN_DATA = re.compile(r"WRONGTYPE|user_script:\d+: (attempt to|bad argument)")
+
+
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
@@ -1208,7 +1217,12 @@ class RedisStore(Store):
                 else:
                     client = session.client or await session.connect()
                     result = await command(client)
-            except (GlideTimeoutError, GlideConnectionError, ClosingError) as exc:
+            except GlideError as exc:
+                transient = isinstance(
+                    exc, GlideTimeoutError | GlideConnectionError | ClosingError
+                ) or bool(_TRANSIENT.search(str(exc)))
+                if not transient:
+                    raise self._refused(exc, operation, run_id, stream) from exc
                 if client is not None and isinstance(exc, ClosingError):
                     session.discard(client)
                 if session.closed:
@@ -1232,8 +1246,6 @@ class RedisStore(Store):
                 await anyio.sleep(min(delay, self.store_timeout - waited))
                 delay = min(delay * 2, _RETRY_MAX_S)
                 continue
-            except GlideError as exc:
-                raise self._refused(exc, operation, run_id, stream) from exc
             if attempts > 1 and run_id is not None:
                 await self._index(run_id)
             return result
@@ -1243,18 +1255,15 @@ class RedisStore(Store):
     ) -> StoreError:
         """Return the store's error for a command the server refused."""
         detail = _one_line(exc)
-        if "WRONGTYPE" in detail and run_id is not None:
+        if run_id is not None and _FOREIGN_DATA.search(detail):
             what = f"stream {stream!r} of run {run_id}" if stream else f"run {run_id}"
-            msg = (
-                f"cannot {operation}: a key of {what} holds another type of value "
-                f"than Datagraph wrote there (overwritten?): {detail}"
+            kind = (
+                "a key of it holds another type of value than Datagraph wrote there"
+                if "WRONGTYPE" in detail
+                else "it holds data Datagraph did not write"
             )
+            msg = f"cannot {operation}: {kind} ({what}): {detail}"
             return CorruptDataError(msg, run_id=run_id, stream=stream)
-        if "user_script" in detail and run_id is not None:
-            # A script stumbled on a value it did not write (a Lua error).
-            what = f"stream {stream!r} of run {run_id}" if stream else f"run {run_id}"
-            msg = f"cannot {operation}: {what} holds data Datagraph did not write: "
-            return CorruptDataError(msg + detail, run_id=run_id, stream=stream)
         return StoreError(f"Redis at {self.url} failed to {operation}: {detail}")
 
     def _keys_of(self, run_id: str, stream: str) -> _StreamKeys:

@@ -225,6 +225,39 @@ async def test_a_large_command_goes_on_a_connection_of_its_own(
     assert any(b"name=datagraph-bulk" in line for line in names)
 
 
+async def test_large_batches_live_in_blobs_that_trim_and_delete_remove(
+    store: RedisStore,
+) -> None:
+    run_id = uuid.uuid4().hex
+    big = bytes(range(256)) * 8192  # 2 MiB: over the 1 MiB kept in the entry
+    await store.append(run_id, "s", 0, 2, big)
+    assert await store.append_at_end(run_id, "s", 1, big[::-1]) == 2
+    await store.append(run_id, "s", 3, 1, b"small")
+
+    async def blobs() -> list[bytes]:
+        keys = await _keys(store, f"{store.prefix}:{{{run_id}}}:v:*")
+        return sorted(keys)
+
+    assert len(await blobs()) == 2
+    batch = await store.read(run_id, "s", 0, timeout=0)  # a blob ends a batch
+    assert [(c.start, c.count, c.data) for c in batch.chunks] == [(0, 2, big)]
+    batch = await store.read(run_id, "s", 2, timeout=0)
+    assert [(c.start, c.data) for c in batch.chunks] == [(2, big[::-1])]
+    share = await store.take(run_id, "s", "g", 5, timeout=0)
+    assert share.chunk is not None
+    assert (share.start, share.stop, share.chunk.data) == (0, 2, big)
+    await store.trim(run_id, "s", 2)
+    assert len(await blobs()) == 1
+    await store.delete_run(run_id)
+    assert await _keys(store, f"{store.prefix}:{{{run_id}}}*") == []
+
+
+async def _keys(store: RedisStore, pattern: str) -> list[bytes]:
+    _, client = await store._client("inspect")
+    found: list[bytes] = await client.custom_command(["KEYS", pattern])
+    return found
+
+
 @pytest.mark.parametrize("kind", ["memory", "redis"])
 async def test_an_entry_over_max_value_size_is_refused_by_the_store(
     kind: str, redis_url: str

@@ -171,6 +171,9 @@ class Store(ABC):
         ``max_count`` at a time, in stream order. Waits up to ``timeout`` seconds
         for values like ``read``. The group's progress is its cursor, under the
         group's name.
+
+        Raises:
+            CorruptDataError: the next entry is not one Datagraph wrote.
         """
 
     @abstractmethod

@@ -812,7 +812,9 @@ class _Session:
             client = await self._open("datagraph-bulk", self.store._bulk_timeout_ms)
         try:
             yield client
-        except ClosingError:
+        except BaseException:
+            # Closed, timed out (a late reply may still come) or cancelled: its
+            # state is unknown, so it serves no other command.
             _background.spawn(functools.partial(_closer, client))
             raise
         if len(self.bulk) < _BULK_IDLE and not self.closed:

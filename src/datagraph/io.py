@@ -104,16 +104,28 @@ class IO(Generic[T]):
         except DatagraphError:
             raise
         except Exception as exc:  # whatever a decoder raises on foreign bytes
-            raise self._corrupt(chunk, f"{type(exc).__name__}: {exc}") from exc
+            detail = f"it does not decode ({type(exc).__name__}: {exc})"
+            raise self._corrupt(chunk, detail) from exc
         if len(values) != chunk.count:  # a short entry must not pass unnoticed
             raise self._corrupt(chunk, f"it holds {len(values)} values")
         return values
 
+    def _failure(self, error: bytes) -> DatagraphError:
+        """Return the exception a stream that ended with ``error`` raises."""
+        try:
+            return decode_failure(error).to_exception(self.name)
+        except Exception as exc:  # not what encode_failure writes
+            msg = (
+                f"stream {self.name!r} of run {self._ctx.run_id} ended with a failure "
+                f"that does not decode ({type(exc).__name__}: {exc})"
+            )
+            return CorruptDataError(msg, run_id=self._ctx.run_id, stream=self.name)
+
     def _corrupt(self, chunk: Chunk, what: str) -> CorruptDataError:
         msg = (
             f"the entry of stream {self.name!r} of run {self._ctx.run_id} holding "
-            f"values {chunk.start} to {chunk.end - 1} ({chunk.count} values) does "
-            f"not decode: {what}"
+            f"values {chunk.start} to {chunk.end - 1} ({chunk.count} values) is "
+            f"corrupt: {what}"
         )
         return CorruptDataError(msg, run_id=self._ctx.run_id, stream=self.name)
 
@@ -174,7 +186,7 @@ class IO(Generic[T]):
                         ctx.run_id, self.name, position, timeout=0, reader=self._reader
                     )
                 if end.error is not None:
-                    raise decode_failure(end.error).to_exception(self.name)
+                    raise self._failure(end.error)
                 return
             if not batch.chunks:
                 await ctx.check_producer(self.name)
@@ -198,7 +210,7 @@ class IO(Generic[T]):
                 yield values[share.start - offset : share.stop - offset]
             elif share.end is not None:
                 if share.end.error is not None:
-                    raise decode_failure(share.end.error).to_exception(self.name)
+                    raise self._failure(share.end.error)
                 return
             else:
                 await ctx.check_producer(self.name)

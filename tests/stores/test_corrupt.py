@@ -85,6 +85,16 @@ async def test_an_entry_with_fewer_values_than_it_claims(store: Store) -> None:
     assert "it holds 3 values" in str(error)
 
 
+async def test_a_failure_that_does_not_decode(store: Store) -> None:
+    run_id = uuid.uuid4().hex
+    await store.append(run_id, "out", 0, 2, encode(0, 1))
+    await store.end(run_id, "out", b"\xc1 not a failure")
+    values, error = await read_until_error(reader(store, run_id))
+    assert values == [0, 1]
+    check_names(error, run_id, "out")
+    assert "ended with a failure that does not decode" in str(error)
+
+
 # ---------------------------------------------------------- Redis, written by hand
 
 

@@ -421,7 +421,7 @@ def test_glide_log_lines_are_hidden_unless_asked_for(anyio_backend: str) -> None
 
     quiet = run("{}")  # glide logs to stdout, where the script prints its error
     (line,) = quiet.stdout.splitlines()
-    assert line.startswith("StoreConnectionError: cannot connect to Redis at")
+    assert line.startswith("StoreConnectionError: cannot reach Redis at")
     assert "connection refused" in line
     assert quiet.stderr == ""
     loud = run("{'client_log_level': 'warn'}")

@@ -1233,7 +1233,7 @@ class RedisStore(Store):
                 reason = None if self._reached else _connect_failure(exc)
                 if reason is not None:
                     msg = (
-                        f"cannot connect to Redis at {self.url} to {operation}: "
+                        f"cannot reach Redis at {self.url} to {operation}: "
                         f"{reason}"
                     )
                     raise StoreConnectionError(msg) from None

@@ -1232,10 +1232,7 @@ class RedisStore(Store):
                     raise StoreConnectionError(msg) from None
                 reason = None if self._reached else _connect_failure(exc)
                 if reason is not None:
-                    msg = (
-                        f"cannot reach Redis at {self.url} to {operation}: "
-                        f"{reason}"
-                    )
+                    msg = f"cannot reach Redis at {self.url} to {operation}: {reason}"
                     raise StoreConnectionError(msg) from None
                 waited = anyio.current_time() - started
                 if waited >= self.store_timeout:

@@ -51,7 +51,8 @@ class Settings:
     #: Secret that signs pickled entries; setting it selects the pickle serializer.
     pickle_secret: str | None = None
     #: Seconds the Redis store keeps retrying a command through a stalled,
-    #: restarting or unreachable server before it raises ``StoreConnectionError``.
+    #: restarting or unreachable server before it raises ``StoreConnectionError``
+    #: (at most one ``command_timeout`` later, when the last attempt times out).
     store_timeout: float = 60.0
     #: Seconds one attempt of a small Redis command may take before it is retried;
     #: commands carrying large values get more (see ``docs/reliability.md``).

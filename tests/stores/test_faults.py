@@ -345,6 +345,24 @@ async def _collect_into(io: IO[bytes], got: list[bytes]) -> None:
         got.append(value)  # noqa: PERF401  # keep those before the error
 
 
+def test_settings_reach_the_stores() -> None:
+    env = {
+        "DATAGRAPH_REDIS_URL": "redis://127.0.0.1:1/0",
+        "DATAGRAPH_STORE_TIMEOUT": "7",
+        "DATAGRAPH_MAX_VALUE_SIZE": "1000",
+    }
+    settings = Settings.from_env(env, command_timeout=0.5, client_log_level="error")
+    store = Supervisor(settings=settings).store
+    assert isinstance(store, RedisStore)
+    assert (store.store_timeout, store.command_timeout) == (7.0, 0.5)
+    assert store.max_value_size == 1000
+    memory = Supervisor(settings=Settings(max_value_size=2000)).store
+    assert isinstance(memory, MemoryStore)
+    assert memory.max_value_size == 2000
+    with pytest.raises(ValueError, match="client_log_level"):
+        Settings(client_log_level="loud")
+
+
 def test_max_value_size_defaults_below_the_redis_limit() -> None:
     assert Settings().max_value_size < 512 * 1024 * 1024
     assert RedisStore().max_value_size == Settings().max_value_size

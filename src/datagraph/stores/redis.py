@@ -25,7 +25,7 @@ appended, so they need not read it back. Its append script also moves the cursor
 of the readers blocked right where the batch starts past it, as their next read
 would: handed a batch, a reader has consumed it as far as the store can tell. So
 the reader's next read, if nothing has changed since and the registration still
-holds (it lasts ``_WATCH_TTL_MS`` and is renewed well before by reading again),
+holds (it lasts ``WATCH_TTL_MS`` and is renewed well before by reading again),
 waits without asking the server at all. A flow running in one process thus costs
 one round trip per batch and stage, the append. (The scripts write to wake streams
 they do not declare as keys, which a standalone server allows.)
@@ -68,6 +68,19 @@ from ..exceptions import (
 from ._base import Batch, Chunk, Share, Store, StreamState
 from ._limits import DEFAULT_MAX_VALUE_SIZE, check_max_value_size, value_too_large
 from ._redis_entries import foreign_entry, parse_entries
+from ._redis_lua import (
+    ALL_TAKEN,
+    APPENDED,
+    CLOSED,
+    FOREIGN,
+    GAP,
+    HELD,
+    LOST,
+    TAKEN,
+    WAKE_COUNT,
+    WATCH_TTL_MS,
+    Scripts,
+)
 
 try:
     from glide import (
@@ -79,7 +92,6 @@ try:
         GlideError,
         LogLevel,
         NodeAddress,
-        Script,
         ServerCredentials,
         StreamReadOptions,
     )
@@ -107,22 +119,13 @@ _LOG_LEVELS = {
     "info": LogLevel.INFO,
     "debug": LogLevel.DEBUG,
 }
-#: Most entries (batches) one read returns, and the size at which it stops adding
-#: more: a reader's memory stays bounded when batches are large.
-_READ_COUNT = 512
-_READ_BYTES = 8 * 1024 * 1024
 #: Longest single XREAD BLOCK; a longer wait simply issues another one.
 _MAX_BLOCK_MS = 10_000
-#: How long a blocked reader's registration in a stream's watchers hash lasts, and
-#: how often a reader still waiting renews it (by reading again).
-_WATCH_TTL_MS = 30_000
+#: How often a reader still waiting renews its registration (by reading again).
 _RENEW_S = 10.0
 #: How long after a registration this process still counts on it (a safe margin
-#: below ``_WATCH_TTL_MS``, which runs on the server's clock).
-_WATCHED_S = _WATCH_TTL_MS / 1000 - _RENEW_S
-#: Entries a wake stream keeps, and most one XREAD returns: a reply this long may
-#: have lost older entries, so it wakes every reader of the loop.
-_WAKE_COUNT = 64
+#: below ``WATCH_TTL_MS``, which runs on the server's clock).
+_WATCHED_S = WATCH_TTL_MS / 1000 - _RENEW_S
 #: Most batches appended here that a blocked reader of this loop may take directly.
 _HANDED_CHUNKS = 4
 #: Streams whose keys a store remembers (it forgets them all past that).
@@ -142,405 +145,6 @@ _SLOWEST_RATE = 16 * 1024 * 1024
 _BULK_IDLE = 2
 #: Longest wait to open a connection (glide's default is 2 s).
 _CONNECT_TIMEOUT_MS = 1_000
-#: How long a process's wake stream outlives its last use (it is tiny).
-_WAKE_TTL_MS = 3_600_000
-
-# ----------------------------------------------------------------------------- Lua
-# Shared by the scripts below. KEYS[1] is always the key the script is about and
-# KEYS[2] (when used) the run's key set.
-_LUA_LIB = (
-    """
-local function id_position(id)
-  -- The position an entry id stands for: its milliseconds part.
-  return tonumber(string.sub(id, 1, string.find(id, '-', 1, true) - 1))
-end
-
-local function last_entry(key)
-  -- Length of the stream at key, whether it has ended, and the end's error.
-  local last = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)
-  if #last == 0 then
-    -- No stream, or one that trim emptied. Trim keeps the end marker, so such a
-    -- stream has not ended, and it still knows the id of its last entry.
-    if redis.call('EXISTS', key) == 0 then return 0, false, nil end
-    local info = redis.call('XINFO', 'STREAM', key)
-    for i = 1, #info, 2 do
-      if info[i] == 'last-generated-id' then
-        return id_position(info[i + 1]), false, nil
-      end
-    end
-    return 0, false, nil
-  end
-  local id = last[1][1]
-  local dash = string.find(id, '-', 1, true)
-  local length = tonumber(string.sub(id, 1, dash - 1))
-  if string.sub(id, dash + 1) ~= '1' then return length, false, nil end
-  local fields = last[1][2]
-  for i = 1, #fields, 2 do
-    if fields[i] == 'error' then return length, true, fields[i + 1] end
-  end
-  return length, true, nil
-end
-
-local function entry_kind(entry)
-  -- 'd' for a batch of values (fields n <count> d <data>, id <end>-0), 'b' for
-  -- a large batch kept in a key of its own (n <count> b <key>), 'e' for the end
-  -- marker (fields end 1 [error <e>], id <length>-1), else nil: an entry that
-  -- Datagraph did not write.
-  local id, f = entry[1], entry[2]
-  local seq = string.sub(id, string.find(id, '-', 1, true) + 1)
-  if seq == '0' and #f == 4 and f[1] == 'n' then
-    if f[3] == 'd' then return 'd' end
-    if f[3] == 'b' then return 'b' end
-  end
-  if seq == '1' and f[1] == 'end'
-      and (#f == 2 or (#f == 4 and f[3] == 'error')) then
-    return 'e'
-  end
-  return nil
-end
-
-local function field_names(entry)
-  local names = {}
-  for i = 1, #entry[2], 2 do names[#names + 1] = tostring(entry[2][i]) end
-  return string.sub(table.concat(names, ','), 1, 200)
-end
-
-local function touch(key, ttl)
-  -- Refresh the expiry of key and of the run's key set, listing key in it.
-  -- Returns 1 when the run had no key set: the caller then indexes the run.
-  local fresh = 1 - redis.call('EXISTS', KEYS[2])
-  redis.call('SADD', KEYS[2], key)
-  redis.call('PEXPIRE', KEYS[2], ttl)
-  redis.call('PEXPIRE', key, ttl)
-  return fresh
-end
-
-local function add_batch(id, count, data, blobs, blob, ttl)
-  -- Append a batch entry; with a blob key, its data was SET there beforehand
-  -- and the entry names it (the blobs sorted set finds it again by position).
-  if blob then
-    redis.call('XADD', KEYS[1], id, 'n', count, 'b', blob)
-    redis.call('ZADD', blobs, id_position(id), blob)
-    touch(blobs, ttl)
-    touch(blob, ttl)
-  else
-    redis.call('XADD', KEYS[1], id, 'n', count, 'd', data)
-  end
-end
-
-local function drop_blob(blobs, blob)
-  -- Delete a blob SET for a batch that was not appended (unless an earlier
-  -- attempt of the same call appended it after all).
-  if blob and not redis.call('ZSCORE', blobs, blob) then
-    redis.call('DEL', blob)
-  end
-end
-
-local function server_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
-
-local function watch(watchers, wake)
-  -- Register the wake stream of a reader about to wait, for a while.
-  if wake == '' then return end
-  redis.call('HSET', watchers, wake, string.format('%d', server_ms() + $WATCH_TTL))
-  redis.call('PEXPIRE', watchers, '$WATCH_TTL')
-end
-
-local function notify(watchers, own)
-  -- Tell each other process registered in watchers that KEYS[1] changed; the
-  -- writer's own process (wake stream own) wakes its readers itself.
-  local found = redis.call('HGETALL', watchers)
-  if #found == 0 then return end
-  local now = server_ms()
-  for i = 1, #found, 2 do
-    local wake = found[i]
-    if tonumber(found[i + 1]) < now then
-      redis.call('HDEL', watchers, wake)
-    elseif wake ~= own then
-      redis.call('XADD', wake, 'MAXLEN', '$WAKE_COUNT', '*', 'k', KEYS[1])
-      redis.call('PEXPIRE', wake, '$WAKE_TTL')
-    end
-  end
-end
-""".replace("$WAKE_COUNT", str(_WAKE_COUNT))
-    .replace("$WAKE_TTL", str(_WAKE_TTL_MS))
-    .replace("$WATCH_TTL", str(_WATCH_TTL_MS))
-)
-
-# KEYS: the stream, the run's key set, the stream's watchers, its cursors, its
-# blobs, and for a large batch the blob key its data was SET in. ARGV:
-# start, stop (= start + count), count, data ('' if in a blob), ttl_ms, the
-# writer's wake stream,
-# then the readers of the writer's event loop blocked right at start: they are
-# handed the batch there, so their cursors move past it here.
-# Returns {status, length, fresh}; status 0 written, 1 already held, 2 ended, 3 gap.
-_APPEND_LUA = (
-    _LUA_LIB
-    + """
-local length, ended = last_entry(KEYS[1])
-local start, stop = tonumber(ARGV[1]), tonumber(ARGV[2])
-local status = nil
-if stop <= length or (start < length and not ended) then status = 1
-elseif ended then status = 2
-elseif start > length then status = 3 end
-if status then
-  drop_blob(KEYS[5], KEYS[6])
-  return {status, length, 0}
-end
-add_batch(ARGV[2] .. '-0', ARGV[3], ARGV[4], KEYS[5], KEYS[6], ARGV[5])
-notify(KEYS[3], ARGV[6])
-local fresh = touch(KEYS[1], ARGV[5])
-if #ARGV > 6 then
-  for i = 7, #ARGV do
-    local old = redis.call('HGET', KEYS[4], ARGV[i])
-    if not old or tonumber(old) < stop then
-      redis.call('HSET', KEYS[4], ARGV[i], ARGV[2])
-    end
-  end
-  touch(KEYS[4], ARGV[5])
-end
-return {0, stop, fresh}
-"""
-)
-
-# KEYS as for append. ARGV: ttl_ms, has_error ('0'/'1'), error, the writer's wake
-# stream. Returns {ended_now, length, fresh}.
-_END_LUA = (
-    _LUA_LIB
-    + """
-local length, ended = last_entry(KEYS[1])
-if ended then return {0, length, 0} end
-local id = string.format('%d-1', length)
-if ARGV[2] == '1' then
-  redis.call('XADD', KEYS[1], id, 'end', '1', 'error', ARGV[3])
-else
-  redis.call('XADD', KEYS[1], id, 'end', '1')
-end
-notify(KEYS[3], ARGV[4])
-return {1, length, touch(KEYS[1], ARGV[1])}
-"""
-)
-
-# KEYS: the stream, the run's key set, its watchers, its tokens, its blobs, and
-# for a large batch its blob key (as for append). ARGV: count, data, ttl_ms,
-# the writer's wake stream, this call's token, then tokens of earlier calls
-# whose answers arrived (forgotten here). Returns {status, length
-# (= the batch's start), fresh}; status 0 written (or nothing to write), 2 ended.
-# The token makes a retried call exact: an attempt that wrote the batch but whose
-# answer was lost left its start under the token, and the retry returns that.
-_APPEND_AT_END_LUA = (
-    _LUA_LIB
-    + """
-local seen = redis.call('HGET', KEYS[4], ARGV[5])
-if seen then return {0, tonumber(string.sub(seen, 3)), 0} end
-for i = 6, #ARGV do redis.call('HDEL', KEYS[4], ARGV[i]) end
-local length, ended = last_entry(KEYS[1])
-local count = tonumber(ARGV[1])
-if ended or count == 0 then
-  drop_blob(KEYS[5], KEYS[6])
-  return {ended and 2 or 0, length, 0}
-end
-add_batch(string.format('%d-0', length + count), ARGV[1], ARGV[2], KEYS[5],
-          KEYS[6], ARGV[3])
-redis.call('HSET', KEYS[4], ARGV[5], string.format('a %d', length))
-touch(KEYS[4], ARGV[3])
-notify(KEYS[3], ARGV[4])
-return {0, length, touch(KEYS[1], ARGV[3])}
-"""
-)
-
-# KEYS: the stream, the run's key set, the stream's cursors, its watchers. ARGV:
-# position, ttl_ms, wake stream ('' for none), and with a reader its name. Returns
-# {fresh, ...}: fresh is 1 when recording the cursor started the run's key set.
-# The rest is a flat list of triples {id, count, data} in order, where an end
-# marker has count -1 (no error, data '') or -2 (data = the error). With nothing
-# past the position, the rest is the end marker triple if the stream has ended,
-# else {length}; then the wake stream, if given, is registered among the watchers:
-# the reader is about to wait. Reads stop after $READ_COUNT entries or once they
-# hold $READ_BYTES bytes. A large batch kept in a blob comes as {id, count,
-# {blob key}} and ends the reply: the caller fetches it on a connection of its
-# own. An entry Datagraph did not write comes as {id, -9, its field names} and
-# ends the reply too.
-_READ_LUA = (
-    (
-        _LUA_LIB
-        + """
-local fresh = 0
-if ARGV[4] then
-  -- Record the reader's cursor, only ever moving it forward.
-  local old = redis.call('HGET', KEYS[3], ARGV[4])
-  if not old or tonumber(old) < tonumber(ARGV[1]) then
-    redis.call('HSET', KEYS[3], ARGV[4], ARGV[1])
-    fresh = touch(KEYS[3], ARGV[2])
-  end
-end
-local cursor = '(' .. ARGV[1] .. '-0'
-local max_count, max_bytes = $READ_COUNT, $READ_BYTES
-local out, n, size = {fresh}, 0, 0
-while n < max_count and size < max_bytes do
-  local want = math.min(max_count - n, 64)
-  local entries = redis.call('XRANGE', KEYS[1], cursor, '+', 'COUNT', want)
-  local stop = false
-  for _, entry in ipairs(entries) do
-    local f, kind = entry[2], entry_kind(entry)
-    out[#out + 1] = entry[1]
-    if kind == 'd' then
-      out[#out + 1] = f[2]
-      out[#out + 1] = f[4]
-      size = size + #f[4]
-    elseif kind == 'b' then
-      out[#out + 1] = f[2]
-      out[#out + 1] = {f[4]}
-      stop = true
-    elseif kind == 'e' then
-      out[#out + 1] = #f == 4 and -2 or -1
-      out[#out + 1] = #f == 4 and f[4] or ''
-    else
-      out[#out + 1] = -9
-      out[#out + 1] = field_names(entry)
-      stop = true
-    end
-    n = n + 1
-    cursor = '(' .. entry[1]
-    if stop or size >= max_bytes then break end
-  end
-  if stop or #entries < want then break end
-end
-if n > 0 then return out end
-local length, ended, err = last_entry(KEYS[1])
-if not ended then
-  watch(KEYS[4], ARGV[3])
-  return {fresh, length}
-end
-if err then return {fresh, string.format('%d-1', length), -2, err} end
-return {fresh, string.format('%d-1', length), -1, ''}
-"""
-    )
-    .replace("$READ_COUNT", str(_READ_COUNT))
-    .replace("$READ_BYTES", str(_READ_BYTES))
-)
-
-# KEYS: the stream, the run's key set, the stream's cursors, its watchers, its
-# tokens. ARGV: group, max_count, ttl_ms, wake stream ('' for none), this call's
-# token, then tokens of earlier calls whose answers arrived (forgotten here). The
-# group's cursor is the position of its next value; the entry after it holds that
-# value (or, its positions trimmed, the next one held). Returns one of
-#   {0, cursor, length}                       nothing to take yet (the wake
-#                                             stream, if given, now watches)
-#   {1, start, stop, entry end, count, data, fresh}   positions start..stop-1 taken
-#                                             (data {blob key}: a large batch)
-#   {2, cursor, length, has_error, error}    the stream ended, the group took all
-#   {3, entry id, field names}               the next entry is not Datagraph's
-#   {4, start, stop}                         a retry, but the entry is gone
-# A share handed out is kept under the token (``t <start> <stop> <end>``) until
-# a later call says its answer arrived, so a retry of a call whose answer was
-# lost gets the same share, and trim keeps the entry meanwhile.
-_TAKE_LUA = (
-    _LUA_LIB
-    + """
-local function share(start, taken, stop, entry, fresh)
-  local f = entry[2]
-  local data = f[4]
-  if f[3] == 'b' then data = {data} end
-  return {1, start, taken, stop, tonumber(f[2]), data, fresh}
-end
-local seen = redis.call('HGET', KEYS[5], ARGV[5])
-if seen then
-  local start, taken, stop = string.match(seen, 't (%d+) (%d+) (%d+)')
-  local again = redis.call('XRANGE', KEYS[1], stop .. '-0', stop .. '-0')
-  if #again == 0 then return {4, tonumber(start), tonumber(taken)} end
-  return share(tonumber(start), tonumber(taken), tonumber(stop), again[1], 0)
-end
-for i = 6, #ARGV do redis.call('HDEL', KEYS[5], ARGV[i]) end
-local cursor = tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '0')
-local entries = redis.call('XRANGE', KEYS[1], string.format('(%d-0', cursor), '+',
-                           'COUNT', 1)
-if #entries == 0 then
-  watch(KEYS[4], ARGV[4])
-  return {0, cursor, (last_entry(KEYS[1]))}
-end
-local id, f = entries[1][1], entries[1][2]
-local kind = entry_kind(entries[1])
-local count = kind ~= 'e' and tonumber(f[2]) or nil
-if kind == nil or (kind ~= 'e' and not count) then
-  return {3, id, field_names(entries[1])}
-end
-local stop = id_position(id)
-if kind == 'e' then
-  if #f == 4 then return {2, cursor, stop, 1, f[4]} end
-  return {2, cursor, stop, 0, ''}
-end
-local start = math.max(cursor, stop - count)
-local taken = math.min(stop, start + tonumber(ARGV[2]))
-redis.call('HSET', KEYS[3], ARGV[1], string.format('%d', taken))
-redis.call('HSET', KEYS[5], ARGV[5], string.format('t %d %d %d', start, taken, stop))
-touch(KEYS[5], ARGV[3])
-return share(start, taken, stop, entries[1], touch(KEYS[3], ARGV[3]))
-"""
-)
-
-# KEYS: the stream, its tokens, its blobs. ARGV: before, then tokens of calls
-# whose answers arrived (forgotten first). Drops the entries whose values all
-# lie before it (and the blobs of those entries),
-# never the end marker (it holds the length and the error), nor an entry holding
-# a share of ``take`` whose answer may have been lost (a retry hands it out
-# again). Returns how many were dropped.
-_TRIM_LUA = (
-    _LUA_LIB
-    + """
-local before = tonumber(ARGV[1])
-for i = 2, #ARGV do redis.call('HDEL', KEYS[2], ARGV[i]) end
-for _, record in ipairs(redis.call('HVALS', KEYS[2])) do
-  local start = string.match(record, '^t (%d+)')
-  if start then before = math.min(before, tonumber(start)) end
-end
-local length, ended = last_entry(KEYS[1])
-local min_id = string.format('%d-0', before + 1)
-if ended and before >= length then
-  min_id = string.format('%d-1', length)
-  before = length
-end
-local gone = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', before)
-for _, blob in ipairs(gone) do redis.call('DEL', blob) end
-if #gone > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', before) end
-return redis.call('XTRIM', KEYS[1], 'MINID', min_id)
-"""
-)
-
-# Returns {length, ended} or {length, ended, error}.
-_STATE_LUA = (
-    _LUA_LIB
-    + """
-local length, ended, err = last_entry(KEYS[1])
-if err then return {length, 1, err} end
-return {length, ended and 1 or 0}
-"""
-)
-
-# ARGV: ttl_ms, name1, value1, name2, value2, ... Returns fresh.
-_SET_FIELDS_LUA = (
-    _LUA_LIB
-    + """
-for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-return touch(KEYS[1], ARGV[1])
-"""
-)
-
-# ARGV: ttl_ms, name, this call's token. Returns {won, fresh}. The claim holds the
-# winner's token, so a retried call whose first answer was lost still wins.
-_CLAIM_LUA = (
-    _LUA_LIB
-    + """
-local won = redis.call('HSETNX', KEYS[1], ARGV[2], ARGV[3])
-if won == 0 and redis.call('HGET', KEYS[1], ARGV[2]) == ARGV[3] then won = 1 end
-return {won, touch(KEYS[1], ARGV[1])}
-"""
-)
-
-_APPENDED, _HELD, _CLOSED, _GAP = 0, 1, 2, 3
-_NOTHING, _TAKEN, _ALL_TAKEN, _FOREIGN, _LOST = 0, 1, 2, 3, 4
 
 
 def _watchers_key(prefix: str, run_id: str, stream: str) -> str:
@@ -561,35 +165,6 @@ def _tokens_key(prefix: str, run_id: str, stream: str) -> str:
     is answered the same (see ``RedisStore._call``). In the run's key set.
     """
     return f"{_keys.run_tag(prefix, run_id)}:t:{stream}"
-
-
-def _script(code: str) -> Any:
-    return Script(code)  # type: ignore[no-untyped-call]  # glide leaves it untyped
-
-
-class _Scripts:
-    """The Lua scripts, registered with glide when first needed."""
-
-    _lock = threading.Lock()
-    _loaded: _Scripts | None = None
-
-    def __init__(self) -> None:
-        self.append = _script(_APPEND_LUA)
-        self.end = _script(_END_LUA)
-        self.read = _script(_READ_LUA)
-        self.append_at_end = _script(_APPEND_AT_END_LUA)
-        self.take = _script(_TAKE_LUA)
-        self.trim = _script(_TRIM_LUA)
-        self.state = _script(_STATE_LUA)
-        self.set_fields = _script(_SET_FIELDS_LUA)
-        self.claim = _script(_CLAIM_LUA)
-
-    @classmethod
-    def get(cls) -> _Scripts:
-        with cls._lock:
-            if cls._loaded is None:
-                cls._loaded = cls()
-            return cls._loaded
 
 
 # ------------------------------------------------------------------------- the URL
@@ -975,7 +550,7 @@ class _Session:
                 if not entries:
                     continue
                 self.wake_id = list(entries)[-1]
-                if len(entries) >= _WAKE_COUNT:
+                if len(entries) >= WAKE_COUNT:
                     self.wake_all()  # older entries may have been trimmed away
                     continue
                 for fields in entries.values():
@@ -992,7 +567,7 @@ class _Session:
                     self.blocker = await self._open("datagraph-wait")
         return await self.blocker.xread(
             {self.wake_key: self.wake_id},
-            StreamReadOptions(block_ms=_MAX_BLOCK_MS, count=_WAKE_COUNT),
+            StreamReadOptions(block_ms=_MAX_BLOCK_MS, count=WAKE_COUNT),
         )
 
 
@@ -1112,7 +687,7 @@ class RedisStore(Store):
         self._bulk_timeout_ms = self._timeout_ms + math.ceil(
             1000 * self.max_value_size / _SLOWEST_RATE
         )
-        self._scripts = _Scripts.get()
+        self._scripts = Scripts.get()
         self._sessions: dict[object, _Session] = {}
         self._sessions_lock = threading.Lock()  # a store may serve loops in threads
         self._stream_keys: dict[tuple[str, str], _StreamKeys] = {}
@@ -1382,19 +957,19 @@ class RedisStore(Store):
         )
         if fresh:
             await self._index(run_id)
-        if status == _APPENDED:
+        if status == APPENDED:
             session.wake(keys.tracked, Chunk(start, count, data), moved)
-        elif status == _HELD:
+        elif status == HELD:
             # A retried attempt may have written it (and moved the cursors of the
             # readers blocked here): they read it back.
             session.wake(keys.tracked)
-        elif status == _CLOSED:
+        elif status == CLOSED:
             msg = (
                 f"stream {stream!r} of run {run_id} has ended after {length} values; "
                 f"cannot append values {start} to {start + count - 1}"
             )
             raise StreamClosedError(msg)
-        elif status == _GAP:
+        elif status == GAP:
             msg = (
                 f"cannot append at position {start} to stream {stream!r} of run "
                 f"{run_id}: it holds {length} values, so values {length} to "
@@ -1471,7 +1046,7 @@ class RedisStore(Store):
         )
         if fresh:
             await self._index(run_id)
-        if status == _CLOSED:
+        if status == CLOSED:
             msg = (
                 f"stream {stream!r} of run {run_id} has ended after {start} values; "
                 f"cannot append {count} more"
@@ -1624,7 +1199,7 @@ class RedisStore(Store):
                     run_id=run_id,
                     stream=stream,
                 )
-                if reply[0] == _TAKEN:
+                if reply[0] == TAKEN:
                     _, start, stop, end, count, data, fresh = reply
                     session.acknowledge(keys.tokens, token)
                     if fresh:
@@ -1632,9 +1207,9 @@ class RedisStore(Store):
                     if isinstance(data, list):  # a large batch, in a blob
                         data = await self._fetch(run_id, stream, data[0], operation)
                     return Share(Chunk(end - count, count, data), start, stop)
-                if reply[0] == _FOREIGN:
+                if reply[0] == FOREIGN:
                     raise foreign_entry(reply[1], reply[2], run_id, stream)
-                if reply[0] == _LOST:
+                if reply[0] == LOST:
                     msg = (
                         f"values {reply[1]} to {reply[2] - 1} of stream {stream!r} "
                         f"of run {run_id} were handed to a member of group "
@@ -1642,7 +1217,7 @@ class RedisStore(Store):
                     )
                     raise StoreError(msg)
                 cursor, length = int(reply[1]), int(reply[2])
-                if reply[0] == _ALL_TAKEN:
+                if reply[0] == ALL_TAKEN:
                     error = reply[4] if reply[3] else None
                     end_state = StreamState(length, True, error)
                     return Share(None, cursor, cursor, end_state)

@@ -153,6 +153,7 @@ async def test_answers_lost_in_a_stall_do_not_repeat_or_lose_anything(
     await store.append_at_end("warm", "s", 1, b"w")
     await store.take("warm", "s", "g", 1, timeout=0)
     await store.claim("warm", "c")
+    big = bytes(range(256)) * 8192  # 2 MiB: a blob on a connection of its own
 
     async def call(name: str, command: Any) -> None:
         results[name] = await command
@@ -161,6 +162,7 @@ async def test_answers_lost_in_a_stall_do_not_repeat_or_lose_anything(
         server.pause()
         tg.start_soon(call, "at_end", store.append_at_end(run_id, "out", 2, b"xy"))
         tg.start_soon(call, "append", store.append(run_id, "pos", 0, 3, b"abc"))
+        tg.start_soon(call, "big", store.append_at_end(run_id, "big", 1, big))
         tg.start_soon(call, "take_1", store.take(run_id, "shared", "g", 2, timeout=0))
         tg.start_soon(call, "take_2", other.take(run_id, "shared", "g", 2, timeout=0))
         tg.start_soon(call, "claim_1", store.claim(run_id, "dispatch:p"))
@@ -174,6 +176,10 @@ async def test_answers_lost_in_a_stall_do_not_repeat_or_lose_anything(
     assert (await store.state(run_id, "out")).length == 2
     assert results["append"] == 3
     assert (await store.state(run_id, "pos")).length == 3
+    assert results["big"] == 0
+    batch = await store.read(run_id, "big", 0, timeout=0)
+    assert [(c.start, c.count, c.data) for c in batch.chunks] == [(0, 1, big)]
+    assert (await store.state(run_id, "big")).length == 1
     # Each value of "shared" went to exactly one member, none got lost.
     shares = [(results[n].start, results[n].stop) for n in ("take_1", "take_2")]
     assert sorted(shares) == [(0, 2), (2, 4)]

@@ -131,6 +131,21 @@ local function drop_blob(blobs, blob)
   end
 end
 
+local function forget(tokens, first)
+  -- Drop the records of the calls named in ARGV[first..]: their answers arrived.
+  if #ARGV >= first then redis.call('HDEL', tokens, unpack(ARGV, first)) end
+end
+
+local function record(tokens, token, value, ttl)
+  -- Keep what the call token did, as long as the run (in its key set).
+  if redis.call('HSET', tokens, token, value) == 1
+      and redis.call('HLEN', tokens) == 1 then
+    touch(tokens, ttl)
+  else
+    redis.call('PEXPIRE', tokens, ttl)
+  end
+end
+
 local function server_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -230,7 +245,7 @@ _APPEND_AT_END_LUA = (
     + """
 local seen = redis.call('HGET', KEYS[4], ARGV[5])
 if seen then return {0, tonumber(string.sub(seen, 3)), 0} end
-for i = 6, #ARGV do redis.call('HDEL', KEYS[4], ARGV[i]) end
+forget(KEYS[4], 6)
 local length, ended = last_entry(KEYS[1])
 local count = tonumber(ARGV[1])
 if ended or count == 0 then
@@ -239,8 +254,7 @@ if ended or count == 0 then
 end
 add_batch(string.format('%d-0', length + count), ARGV[1], ARGV[2], KEYS[5],
           KEYS[6], ARGV[3])
-redis.call('HSET', KEYS[4], ARGV[5], string.format('a %d', length))
-touch(KEYS[4], ARGV[3])
+record(KEYS[4], ARGV[5], string.format('a %d', length), ARGV[3])
 notify(KEYS[3], ARGV[4])
 return {0, length, touch(KEYS[1], ARGV[3])}
 """
@@ -348,7 +362,7 @@ if seen then
   if #again == 0 then return {4, tonumber(start), tonumber(taken)} end
   return share(tonumber(start), tonumber(taken), tonumber(stop), again[1], 0)
 end
-for i = 6, #ARGV do redis.call('HDEL', KEYS[5], ARGV[i]) end
+forget(KEYS[5], 6)
 local cursor = tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '0')
 local entries = redis.call('XRANGE', KEYS[1], string.format('(%d-0', cursor), '+',
                            'COUNT', 1)
@@ -370,8 +384,7 @@ end
 local start = math.max(cursor, stop - count)
 local taken = math.min(stop, start + tonumber(ARGV[2]))
 redis.call('HSET', KEYS[3], ARGV[1], string.format('%d', taken))
-redis.call('HSET', KEYS[5], ARGV[5], string.format('t %d %d %d', start, taken, stop))
-touch(KEYS[5], ARGV[3])
+record(KEYS[5], ARGV[5], string.format('t %d %d %d', start, taken, stop), ARGV[3])
 return share(start, taken, stop, entries[1], touch(KEYS[3], ARGV[3]))
 """
 )
@@ -386,7 +399,7 @@ _TRIM_LUA = (
     _LUA_LIB
     + """
 local before = tonumber(ARGV[1])
-for i = 2, #ARGV do redis.call('HDEL', KEYS[2], ARGV[i]) end
+forget(KEYS[2], 2)
 for _, record in ipairs(redis.call('HVALS', KEYS[2])) do
   local start = string.match(record, '^t (%d+)')
   if start then before = math.min(before, tonumber(start)) end

@@ -114,8 +114,8 @@ class Supervisor:
     def _open_store(self) -> Store:
         s = self.settings
         if s.redis_url:
-            return open_store(s.redis_url, prefix=s.prefix, retention=s.retention)
-        return open_store(None, retention=s.retention)
+            return open_store(s.redis_url, **s.store_options())
+        return open_store(None, retention=s.retention, max_value_size=s.max_value_size)
 
     def __repr__(self) -> str:
         return f"Supervisor(store={self.store!r}, executor={self.executor!r})"

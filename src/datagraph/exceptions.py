@@ -11,7 +11,8 @@ DatagraphError
 │                               (also TypeError)
 ├── MissingInputError           start_flow() lacks a flow input (also ValueError)
 ├── OutputError                 a processor yielded to an undeclared output
-├── SerializationError          a value cannot be encoded (also TypeError)
+├── SerializationError          a value cannot be encoded, or an entry decoded
+│                               (also TypeError)
 ├── SignatureError              a stored entry failed its signature check
 ├── UpstreamError               a stream ended because its producer failed
 ├── EmptyStreamError            first() on a stream that ended empty (also LookupError)
@@ -94,7 +95,11 @@ class OutputError(DatagraphError):
 
 
 class SerializationError(DatagraphError, TypeError):
-    """A value cannot be encoded by the configured serializer."""
+    """A value cannot be encoded by the configured serializer, or an entry decoded.
+
+    Values nested too deeply or referring to themselves are among those that
+    cannot be encoded.
+    """
 
     def __init__(self, message: str, *, index: int = 0, value: object = None) -> None:
         super().__init__(message)

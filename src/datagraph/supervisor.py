@@ -19,7 +19,12 @@ from .exceptions import MissingInputError, RunNotFoundError, SerializationError
 from .executors import Executor, LocalExecutor
 from .io import IOVal
 from .run import Run
-from .serializers import MsgpackSerializer, PickleSerializer, Serializer
+from .serializers import (
+    EntryContext,
+    MsgpackSerializer,
+    PickleSerializer,
+    Serializer,
+)
 from .settings import Settings
 from .stores import Store, open_store
 
@@ -214,11 +219,12 @@ class Supervisor:
         plan = flow.plan
         by_stream = self._group_inputs(plan, inputs)
         self.executor.check(plan)
+        run_id = uuid.uuid4().hex  # before encoding: signed entries are bound to it
         encoded = {
-            name: self._encode_input(name, values) for name, values in by_stream.items()
+            name: self._encode_input(run_id, name, values)
+            for name, values in by_stream.items()
         }
 
-        run_id = uuid.uuid4().hex
         self._remember_plan(run_id, plan)
         ctx = self._context(run_id, plan)
         now = time.time()
@@ -274,9 +280,12 @@ class Supervisor:
             raise MissingInputError(msg)
         return by_stream
 
-    def _encode_input(self, name: str, values: list[Any]) -> tuple[int, bytes]:
+    def _encode_input(
+        self, run_id: str, name: str, values: list[Any]
+    ) -> tuple[int, bytes]:
+        context = EntryContext(run_id, name, 0, len(values))
         try:
-            return len(values), self.serializer.encode(values)
+            return len(values), self.serializer.encode(values, context)
         except SerializationError as exc:
             msg = f"flow input {name!r}: {exc}"
             raise SerializationError(msg, index=exc.index, value=exc.value) from exc

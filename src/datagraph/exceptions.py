@@ -21,6 +21,7 @@ DatagraphError
 ├── RunNotFoundError            no run with this id in the store (also KeyError)
 ├── StoreError
 │   ├── StoreConnectionError    the store cannot be reached
+│   ├── CorruptRunError         a run's record does not decode; .run_id
 │   └── StreamClosedError       write to a stream that has already ended
 └── ExecutorError
     └── ProcessorNotFoundError  no implementation registered for a processor
@@ -170,6 +171,26 @@ class StoreError(DatagraphError):
 
 class StoreConnectionError(StoreError):
     """The store cannot be reached."""
+
+
+class CorruptRunError(StoreError):
+    """A run's record in the store (its plan or a processor's state) does not decode.
+
+    The run cannot be shown or continued; it can still be listed (with the status
+    ``"corrupt"``) and deleted.
+    """
+
+    def __init__(self, run_id: str, what: str, reason: str) -> None:
+        #: The run whose record is corrupt.
+        self.run_id = run_id
+        #: Which part of the record: ``"plan"``, a processor's state...
+        self.what = what
+        #: Why it does not decode.
+        self.reason = reason
+        super().__init__(
+            f"run {run_id} is corrupt: its {what} does not decode ({reason}); "
+            f"delete it with Supervisor.delete_run or datagraph runs purge {run_id}"
+        )
 
 
 class StreamClosedError(StoreError):

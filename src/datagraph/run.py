@@ -11,7 +11,12 @@ from . import _plan
 from ._errors import Failure, encode_failure
 from ._plan import ProcessorState
 from ._streams import CANCELLED_FIELD, dispatch_claim, done_stream, state_field
-from .exceptions import RunCancelledError, RunFailedError, UpstreamError
+from .exceptions import (
+    CorruptRunError,
+    RunCancelledError,
+    RunFailedError,
+    UpstreamError,
+)
 from .io import IO
 from .snapshot import ProcessorFigures, RunSnapshot, StreamFigures
 
@@ -21,10 +26,10 @@ if TYPE_CHECKING:
     from ._context import RunContext
     from ._plan import Plan
 
-__all__ = ("Run", "RunStatus")
+__all__ = ("CorruptRun", "Run", "RunStatus")
 
-#: The state of a whole run.
-RunStatus = Literal["pending", "running", "succeeded", "failed", "cancelled"]
+#: The state of a whole run ("corrupt": its record in the store does not decode).
+RunStatus = Literal["pending", "running", "succeeded", "failed", "cancelled", "corrupt"]
 
 
 class Run(dict[str, IO[Any]]):
@@ -78,15 +83,20 @@ class Run(dict[str, IO[Any]]):
             self.id, [f for names in wanted.values() for f in names]
         )
         states = {}
+        decode = self._decode_state
         for name, (own, *instances) in wanted.items():
-            state = (
-                _plan.decode_state(fields[own]) if own in fields else ProcessorState()
-            )
+            state = decode(own, fields[own]) if own in fields else ProcessorState()
             if instances and not state.finished:
-                live = [_plan.decode_state(fields[f]) for f in instances if f in fields]
+                live = [decode(f, fields[f]) for f in instances if f in fields]
                 state = max(live, key=_liveliness, default=state)
             states[name] = state
         return states
+
+    def _decode_state(self, field: str, data: bytes) -> ProcessorState:
+        try:
+            return _plan.decode_state(data)
+        except Exception as exc:  # whatever the bytes are, the record is corrupt
+            raise CorruptRunError(self.id, f"field {field!r}", str(exc)) from exc
 
     async def snapshot(self) -> RunSnapshot:
         """Return the live figures of every stream and processor of the run."""
@@ -130,7 +140,10 @@ class Run(dict[str, IO[Any]]):
         """Return where the run stands as a whole."""
         if await self._is_cancelled():
             return "cancelled"
-        found = list((states or await self.states()).values())
+        try:
+            found = list((states or await self.states()).values())
+        except CorruptRunError:
+            return "corrupt"
         if any(s.status == "failed" for s in found):
             return "failed"
         if all(s.status == "done" for s in found):
@@ -204,6 +217,58 @@ class Run(dict[str, IO[Any]]):
     async def _is_cancelled(self) -> bool:
         fields = await self._ctx.store.get_fields(self.id, [CANCELLED_FIELD])
         return CANCELLED_FIELD in fields
+
+
+class CorruptRun(Run):
+    """A listed run whose record in the store does not decode.
+
+    ``Supervisor.list_runs()`` hands these out so that one corrupt run never
+    hides the others. Its ``status()`` is ``"corrupt"``; it has no outputs and
+    an empty plan; everything else raises its ``CorruptRunError``. Delete it
+    with ``Supervisor.delete_run``.
+    """
+
+    __slots__ = ("error",)
+
+    def __init__(self, ctx: RunContext, error: CorruptRunError) -> None:
+        super().__init__(ctx, ())
+        #: Why the run cannot be read.
+        self.error = error
+
+    def __repr__(self) -> str:
+        return f"<CorruptRun {self.id}>"
+
+    async def states(self) -> dict[str, ProcessorState]:
+        """Raise the run's ``CorruptRunError``."""
+        raise self._fresh()
+
+    async def snapshot(self) -> RunSnapshot:
+        """Raise the run's ``CorruptRunError``."""
+        raise self._fresh()
+
+    async def status(
+        self, states: Mapping[str, ProcessorState] | None = None
+    ) -> RunStatus:
+        """Return ``"corrupt"``."""
+        return "corrupt"
+
+    async def errors(self) -> dict[str, UpstreamError]:
+        """Raise the run's ``CorruptRunError``."""
+        raise self._fresh()
+
+    async def wait(self, timeout: float | None = None) -> None:
+        """Raise the run's ``CorruptRunError``."""
+        raise self._fresh()
+
+    async def cancel(self) -> None:
+        """Raise the run's ``CorruptRunError``: delete the run instead."""
+        raise self._fresh()
+
+    def _fresh(self) -> CorruptRunError:
+        # A new exception each time: raising one object again and again would
+        # chain every earlier traceback onto it.
+        error = self.error
+        return CorruptRunError(error.run_id, error.what, error.reason)
 
 
 _LIVELINESS = {"running": 4, "retrying": 3, "failed": 2, "pending": 0}

@@ -15,10 +15,17 @@ from . import _plan
 from ._context import RunContext
 from ._runtime import ProcessorRun, dispatch, dispatch_ready
 from ._streams import KEEP_ALL_FIELD, PLAN_FIELD, parse_job, state_field
-from .exceptions import MissingInputError, RunNotFoundError, SerializationError
+from .exceptions import (
+    CorruptRunError,
+    MissingInputError,
+    RunNotFoundError,
+    SerializationError,
+    StoreConnectionError,
+    StoreError,
+)
 from .executors import Executor, LocalExecutor
 from .io import IOVal
-from .run import Run
+from .run import CorruptRun, Run
 from .serializers import (
     EntryContext,
     MsgpackSerializer,
@@ -37,6 +44,8 @@ if TYPE_CHECKING:
 __all__ = ("Supervisor",)
 
 _CACHED_PLANS = 256
+#: The plan of a run whose own plan cannot be read: nothing to run or show.
+_UNKNOWN_PLAN = _plan.Plan(processors=(), inputs=(), outputs=())
 
 
 class _AttachedInstance:
@@ -179,7 +188,10 @@ class Supervisor:
             if PLAN_FIELD not in fields:
                 msg = f"no run {run_id!r} in {self.store!r} (never started, or expired)"
                 raise RunNotFoundError(msg)
-            plan = _plan.decode_plan(fields[PLAN_FIELD])
+            try:
+                plan = _plan.decode_plan(fields[PLAN_FIELD])
+            except Exception as exc:  # whatever the bytes are, the record is bad
+                raise CorruptRunError(run_id, "plan", str(exc)) from exc
             self._remember_plan(run_id, plan)
         return plan
 
@@ -295,27 +307,53 @@ class Supervisor:
 
         Raises:
             RunNotFoundError: the store holds no such run.
+            CorruptRunError: the run's plan in the store does not decode.
         """
         plan = await self._load_plan(run_id)
         return Run(self._context(run_id, plan), plan.outputs)
 
     async def list_runs(self) -> list[Run]:
-        """Return handles on the runs in the store, oldest first."""
-        runs = []
+        """Return handles on the runs in the store, oldest first.
+
+        A run whose record cannot be read is listed as a ``CorruptRun`` (status
+        ``"corrupt"``), so that it never hides the others and can be deleted.
+
+        Raises:
+            StoreConnectionError: the store cannot be reached.
+        """
+        runs: list[Run] = []
         for run_id in await self.store.list_runs():
             try:
                 runs.append(await self.get_run(run_id))
             except RunNotFoundError:
                 continue  # expired between the listing and the lookup
+            except CorruptRunError as exc:
+                runs.append(CorruptRun(self._context(run_id, _UNKNOWN_PLAN), exc))
+            except StoreConnectionError:
+                raise
+            except StoreError as exc:  # e.g. its key overwritten with another type
+                error = CorruptRunError(run_id, "record", str(exc))
+                runs.append(CorruptRun(self._context(run_id, _UNKNOWN_PLAN), error))
         return runs
 
     async def delete_run(self, run_id: str) -> None:
         """Delete every stream, state and claim of a run from the store.
 
+        Works on corrupt runs too (their record is not decoded).
+
         Raises:
             RunNotFoundError: the store holds no such run.
         """
-        await self._load_plan(run_id)
+        if run_id not in self._plans:
+            try:
+                found = await self.store.get_fields(run_id, [PLAN_FIELD])
+            except StoreConnectionError:
+                raise
+            except StoreError:
+                found = {PLAN_FIELD: b""}  # there, but unreadable: corrupt
+            if PLAN_FIELD not in found:
+                msg = f"no run {run_id!r} in {self.store!r} (never started, or expired)"
+                raise RunNotFoundError(msg)
         await self.store.delete_run(run_id)
         self._plans.pop(run_id, None)
 

@@ -14,7 +14,13 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from ..exceptions import RunNotFoundError, StoreError
+from ..exceptions import (
+    CorruptRunError,
+    RunNotFoundError,
+    StoreConnectionError,
+    StoreError,
+)
+from ..run import CorruptRun
 from . import _model
 
 if TYPE_CHECKING:
@@ -90,7 +96,13 @@ class _Api:
             try:
                 created[run.id] = await _model.created_at(store, run.id)
             except RunNotFoundError:
-                continue  # deleted since it was listed
+                if not isinstance(run, CorruptRun):
+                    continue  # deleted since it was listed
+                created[run.id] = None
+            except StoreConnectionError:
+                raise
+            except StoreError:  # its record is unreadable: listed all the same
+                created[run.id] = None
             runs.append(run)
         # Newest first; a run with no recorded start time goes last.
         runs.sort(key=lambda r: created[r.id] or -math.inf, reverse=True)
@@ -100,6 +112,7 @@ class _Api:
                 "created": created[run.id],
                 "status": await run.status(),
                 "processors": len(run.plan.processors),
+                "error": str(run.error) if isinstance(run, CorruptRun) else None,
             }
             for run in runs[:limit]
         ]
@@ -138,6 +151,9 @@ class _Api:
                     gone = f"no run {run.id!r} in the store (deleted)"
                     yield f"event: failure\ndata: {_dumps({'error': gone})}\n\n"
                     return
+                except CorruptRunError as exc:
+                    yield f"event: failure\ndata: {_dumps({'error': str(exc)})}\n\n"
+                    return
                 except StoreError as exc:
                     error = f"the store cannot be read: {exc}"
                     yield f"event: failure\ndata: {_dumps({'error': error})}\n\n"
@@ -167,6 +183,8 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 async def _store_error(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, CorruptRunError):  # the store answered; the run is bad
+        return _error(500, str(exc))
     return _error(503, f"the store cannot be read: {exc}")
 
 
@@ -179,8 +197,9 @@ def create_app(supervisor: Supervisor) -> Starlette:
 
     Routes:
         ``GET /``: the page.
-        ``GET /api/runs``: ``{"runs": [{"id", "created", "status", "processors"}],
-        "total"}``, newest first (``?limit=N``).
+        ``GET /api/runs``: ``{"runs": [{"id", "created", "status", "processors",
+        "error"}], "total"}``, newest first (``?limit=N``); ``error`` says why a
+        corrupt run cannot be read.
         ``GET /api/runs/{id}``: the run's graph (``viz.to_json()``) and live
         figures of every stream and processor.
         ``GET /api/runs/{id}/events``: the same as server-sent events, every
@@ -188,7 +207,8 @@ def create_app(supervisor: Supervisor) -> Starlette:
         ``GET /api/meta``: the colours of each state.
 
     Unknown runs and paths under ``/api/`` answer 404 with ``{"error": ...}``; a
-    store that cannot be reached, 503.
+    run whose record does not decode, 500 (it is listed with the status
+    ``"corrupt"``); a store that cannot be reached, 503.
     """
     api = _Api(supervisor)
     routes = [

@@ -162,7 +162,9 @@ async def test_the_dashboard_lists_a_corrupt_run_and_explains_it(
         good, bad = await finished_runs(store, 2)
         await store.set_fields(bad, {"plan": GARBAGE})
         transport = httpx.ASGITransport(app=create_app(fresh(store)))
-        async with httpx.AsyncClient(transport=transport, base_url="http://x") as c:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://localhost"
+        ) as c:
             listing = await c.get("/api/runs")
             detail = await c.get(f"/api/runs/{bad}")
             events = await c.get(f"/api/runs/{bad}/events")
@@ -189,7 +191,9 @@ async def test_the_dashboard_ends_the_events_of_a_run_that_turns_corrupt(
         await supervisor.get_run(bad)  # the plan is known; then a state breaks
         await store.set_fields(bad, {"state:cr_squares": GARBAGE})
         transport = httpx.ASGITransport(app=create_app(supervisor))
-        async with httpx.AsyncClient(transport=transport, base_url="http://x") as c:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://localhost"
+        ) as c:
             events = await c.get(f"/api/runs/{bad}/events")
     assert events.status_code == 200
     assert "event: failure" in events.text

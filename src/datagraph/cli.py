@@ -1124,6 +1124,17 @@ def dashboard(
     port: Annotated[
         int, typer.Option("--port", min=0, max=65535, help="Port to listen on.")
     ] = 8000,
+    allow_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-host",
+            metavar="NAME",
+            help="Also answer requests for this host name (repeatable); by "
+            "default only 127.0.0.1, localhost, [::1] and --host are answered, "
+            "which keeps web pages from reading the dashboard by DNS rebinding.",
+            show_default=False,
+        ),
+    ] = None,
     redis_url: RedisUrlOption = None,
     backend: BackendOption = Backend.asyncio,
 ) -> None:
@@ -1155,7 +1166,13 @@ def dashboard(
                 markup=False,
             )
         try:
-            module.serve(supervisor, host=host, port=port, backend=backend.value)
+            module.serve(
+                supervisor,
+                host=host,
+                port=port,
+                backend=backend.value,
+                allowed_hosts=tuple(allow_host or ()),
+            )
         except BaseException as exc:  # Ctrl+C may surface as a cancellation
             from . import _live
 

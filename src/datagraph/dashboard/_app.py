@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
@@ -22,9 +23,10 @@ from ..exceptions import (
 )
 from ..run import CorruptRun
 from . import _model
+from ._hosts import HostCheck, hosts_for
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Iterable
 
     from starlette.requests import Request
 
@@ -188,12 +190,24 @@ async def _store_error(request: Request, exc: Exception) -> Response:
     return _error(503, f"the store cannot be read: {exc}")
 
 
-def create_app(supervisor: Supervisor) -> Starlette:
+def create_app(
+    supervisor: Supervisor, *, allowed_hosts: Iterable[str] = ()
+) -> Starlette:
     """Create the dashboard: an ASGI app showing the runs of ``supervisor``'s store.
 
     Serve it with any ASGI server (``serve()`` uses Hypercorn, on asyncio or
     trio), or mount it into another app. It only reads the store: any process
     attached to the same store sees the same runs.
+
+    It answers only requests whose ``Host`` header names this machine
+    (``127.0.0.1``, ``localhost``, ``[::1]``) or one of ``allowed_hosts``, so a
+    web page cannot read it through DNS rebinding; other requests get a 400
+    saying how to allow the name.
+
+    Args:
+        supervisor: whose store's runs to show.
+        allowed_hosts: more host names to answer to (a port is ignored);
+            ``"*"`` answers any (only behind a proxy that checks names itself).
 
     Routes:
         ``GET /``: the page.
@@ -222,6 +236,7 @@ def create_app(supervisor: Supervisor) -> Starlette:
     app = Starlette(
         routes=routes,
         exception_handlers={HTTPException: _http_error, StoreError: _store_error},
+        middleware=[Middleware(HostCheck, allowed=hosts_for(None, allowed_hosts))],
     )
     app.state.supervisor = supervisor
     return app

@@ -28,6 +28,7 @@ from datagraph import (
     Supervisor,
     UpstreamError,
 )
+from datagraph.exceptions import UndecodableEntryError
 from datagraph.serializers import EntryContext
 
 if TYPE_CHECKING:
@@ -192,8 +193,8 @@ def test_error_messages_show_deep_values_briefly(serializer: Serializer) -> None
     [b"", b"\xc1", b"\x92\x01", b"\x91" * DEPTH + b"\x90", b"\xa3abc"],
     ids=["empty", "reserved-byte", "truncated", "deep", "not-a-list"],
 )
-def test_msgpack_garbage_is_a_serialization_error(data: bytes) -> None:
-    with pytest.raises(SerializationError):
+def test_msgpack_garbage_is_an_undecodable_entry(data: bytes) -> None:
+    with pytest.raises(UndecodableEntryError):
         MsgpackSerializer().decode(data)
 
 
@@ -211,7 +212,7 @@ async def test_a_garbage_entry_names_its_run_and_stream(store: Store) -> None:
         await rewrite(store, run.id, {"ser_out": [*good, (1, 2, b"\xc1 not msgpack")]})
         reader = run["ser_out"].stream()
         assert await anext(reader) == 1
-        with pytest.raises(SerializationError) as caught:
+        with pytest.raises(UndecodableEntryError) as caught:
             await anext(reader)
         await reader.aclose()
     message = str(caught.value)

@@ -12,7 +12,8 @@ DatagraphError
 ├── MissingInputError           start_flow() lacks a flow input (also ValueError)
 ├── OutputError                 a processor yielded to an undeclared output
 ├── SerializationError          a value cannot be encoded, or an entry decoded
-│                               (also TypeError)
+│   │                           (also TypeError)
+│   └── UndecodableEntryError   stored bytes are not an entry of the serializer
 ├── SignatureError              a stored entry failed its signature check
 ├── UpstreamError               a stream ended because its producer failed
 ├── EmptyStreamError            first() on a stream that ended empty (also LookupError)
@@ -108,6 +109,14 @@ class SerializationError(DatagraphError, TypeError):
         self.index = index
         #: The value that could not be encoded.
         self.value = value
+
+
+class UndecodableEntryError(SerializationError):
+    """Stored bytes are not an entry the serializer wrote: malformed or foreign.
+
+    (A value that decodes but does not fit the reader's type is a plain
+    ``SerializationError``.)
+    """
 
 
 class SignatureError(DatagraphError):

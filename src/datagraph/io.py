@@ -17,6 +17,7 @@ from .exceptions import (
     SerializationError,
     SignatureError,
     StoreError,
+    UndecodableEntryError,
 )
 from .serializers import EntryContext
 
@@ -100,6 +101,9 @@ class IO(Generic[T]):
         except SignatureError as exc:
             msg = f"{context.describe()}: {exc}"
             raise SignatureError(msg) from exc
+        except UndecodableEntryError as exc:
+            msg = f"{context.describe()}: {exc}"
+            raise UndecodableEntryError(msg) from exc
         except SerializationError as exc:
             msg = f"{context.describe()}: {exc}"
             raise SerializationError(msg) from exc

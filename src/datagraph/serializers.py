@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import msgspec
 
-from .exceptions import SerializationError, SignatureError
+from .exceptions import SerializationError, SignatureError, UndecodableEntryError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -95,8 +95,8 @@ class Serializer(Protocol):
         Raises:
             SignatureError: the entry was not written with this serializer's secret
                 for this place.
-            SerializationError: ``data`` does not decode, or a value does not fit
-                ``type_``.
+            UndecodableEntryError: ``data`` is not an entry of this serializer.
+            SerializationError: a value does not fit ``type_``.
         """
         ...
 
@@ -154,12 +154,12 @@ def _unencodable(
     return SerializationError(f"cannot encode the batch: {_reason(exc)}")
 
 
-def _undecodable(what: str, exc: BaseException) -> SerializationError:
+def _undecodable(what: str, exc: BaseException) -> UndecodableEntryError:
     if isinstance(exc, RecursionError):
         why = "its values are nested too deeply to decode"
     else:
         why = str(exc) or type(exc).__name__
-    return SerializationError(f"{what}: {why}")
+    return UndecodableEntryError(f"{what}: {why}")
 
 
 class MsgpackSerializer:
@@ -294,5 +294,5 @@ class PickleSerializer:
             raise _undecodable(what, exc) from exc
         if not isinstance(values, list):
             msg = f"a signed entry holds {type(values).__qualname__}, not a batch"
-            raise SerializationError(msg)
+            raise UndecodableEntryError(msg)
         return values

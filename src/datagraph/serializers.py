@@ -196,13 +196,17 @@ class MsgpackSerializer:
         self, data: bytes, type_: Any = Any, context: EntryContext | None = None
     ) -> list[Any]:
         """Decode a batch into a list of ``type_``."""
+        what = "the entry is not a MessagePack batch"
         try:
             return _decoder(type_).decode(data)
         except msgspec.ValidationError as exc:
+            try:  # only on this error path: is it a batch at all?
+                _decoder(Any).decode(data)
+            except (msgspec.DecodeError, RecursionError) as not_a_batch:
+                raise _undecodable(what, not_a_batch) from exc
             msg = f"a value does not fit the type {_type_name(type_)}: {exc}"
             raise SerializationError(msg) from exc
         except (msgspec.DecodeError, RecursionError) as exc:
-            what = "the entry is not a MessagePack batch"
             raise _undecodable(what, exc) from exc
 
 

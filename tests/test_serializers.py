@@ -190,8 +190,24 @@ def test_error_messages_show_deep_values_briefly(serializer: Serializer) -> None
 
 @pytest.mark.parametrize(
     "data",
-    [b"", b"\xc1", b"\x92\x01", b"\x91" * DEPTH + b"\x90", b"\xa3abc"],
-    ids=["empty", "reserved-byte", "truncated", "deep", "not-a-list"],
+    [
+        b"",
+        b"\xc1",
+        b"\x92\x01",
+        b"\x91" * DEPTH + b"\x90",
+        b"\xa3abc",
+        b"\xdd\xff\xff\xff\xff",
+        b"\x91\xc6\xff\xff\xff\xff",
+    ],
+    ids=[
+        "empty",
+        "reserved-byte",
+        "truncated",
+        "deep",
+        "not-a-list",
+        "claims-4G-values",
+        "claims-4GB-bytes",
+    ],
 )
 def test_msgpack_garbage_is_an_undecodable_entry(data: bytes) -> None:
     with pytest.raises(UndecodableEntryError):

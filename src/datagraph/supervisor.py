@@ -14,7 +14,13 @@ from fast_depends.core import CallModel, build_call_model
 from . import _plan
 from ._context import RunContext
 from ._runtime import ProcessorRun, dispatch, dispatch_ready
-from ._streams import KEEP_ALL_FIELD, PLAN_FIELD, parse_job, state_field
+from ._streams import (
+    KEEP_ALL_FIELD,
+    PLAN_FIELD,
+    dispatch_claim,
+    parse_job,
+    state_field,
+)
 from .exceptions import (
     CorruptRunError,
     MissingInputError,
@@ -254,7 +260,13 @@ class Supervisor:
             await self.store.append(run_id, name, 0, count, data)
             await self.store.end(run_id, name)
         for proc in plan.processors:
-            if not proc.wait:
+            # A waiting processor with no input is ready now; it is claimed like
+            # any waiting one (``Run.cancel`` relies on that claim).
+            ready = not proc.wait or (
+                not proc.inputs
+                and await self.store.claim(run_id, dispatch_claim(proc.name))
+            )
+            if ready:
                 await dispatch(self.executor, run_id, proc)
         await dispatch_ready(ctx, self.executor, plan.inputs)
         outputs = plan.streams if all_outputs else plan.outputs

@@ -97,7 +97,7 @@ class IO(Generic[T]):
             chunk.count,
         )
         try:
-            return ctx.serializer.decode(chunk.data, self._type, context)
+            values = ctx.serializer.decode(chunk.data, self._type, context)
         except SignatureError as exc:
             msg = f"{context.describe()}: {exc}"
             raise SignatureError(msg) from exc
@@ -107,6 +107,13 @@ class IO(Generic[T]):
         except SerializationError as exc:
             msg = f"{context.describe()}: {exc}"
             raise SerializationError(msg) from exc
+        if len(values) != chunk.count:  # never a silently short (or long) stream
+            msg = (
+                f"{context.describe()}: the entry holds {len(values)} values, not "
+                f"the {chunk.count} it claims"
+            )
+            raise UndecodableEntryError(msg)
+        return values
 
     def _track(self, generator: AsyncGenerator[D]) -> AsyncGenerator[D]:
         opened = self._opened

@@ -262,6 +262,10 @@ def test_runs_list_show_and_purge_get_past_a_corrupt_run(
     assert shown.stderr.startswith(f"Error: run {bad} is corrupt: its plan")
     assert len(shown.stderr.splitlines()) == 1
     assert invoke(redis_env, "runs", "show", good, *b).exit_code == 0
+    for command in (["runs", "cancel"], ["watch"]):
+        refused = invoke(redis_env, *command, bad, *b)
+        assert refused.exit_code == 1
+        assert refused.stderr.startswith(f"Error: run {bad} is corrupt")
 
     # --finished leaves the corrupt run (nobody can tell it ended) and says so.
     purged = invoke(redis_env, "runs", "purge", "--finished", "--yes", *b)

@@ -29,12 +29,6 @@ from datagraph import (
     Supervisor,
 )
 
-# Hypothesis reads ``__file__`` of every loaded module (it draws constants from
-# local code), and valkey-glide's deprecated alias modules warn when touched.
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:Importing from 'glide.:DeprecationWarning"
-)
-
 TIMEOUT = 10
 #: A read of a handful of entries takes milliseconds; a hang is a failure.
 HANG = 5

@@ -34,12 +34,6 @@ if TYPE_CHECKING:
 
 TIMEOUT = 20
 
-# Hypothesis reads ``__file__`` of every loaded module (it draws constants from
-# local code), and valkey-glide's deprecated alias modules warn when touched.
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:Importing from 'glide.:DeprecationWarning"
-)
-
 # ---------------------------------------------------------------- resolve()
 
 

@@ -25,12 +25,6 @@ from datagraph import (
 from datagraph.exceptions import UndecodableEntryError
 from datagraph.serializers import EntryContext
 
-# Hypothesis reads ``__file__`` of every loaded module (it draws constants from
-# local code), and valkey-glide's deprecated alias modules warn when touched.
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:Importing from 'glide.:DeprecationWarning"
-)
-
 #: Bounded and reproducible: the suite stays fast and never flaky.
 FUZZ = settings(
     max_examples=80,

@@ -157,9 +157,9 @@ def _unencodable(
 def _undecodable(what: str, exc: BaseException) -> UndecodableEntryError:
     if isinstance(exc, RecursionError):
         why = "its values are nested too deeply to decode"
-    else:
-        why = str(exc) or type(exc).__name__
-    return UndecodableEntryError(f"{what}: {why}")
+    else:  # the decoder's own words, and what it called the problem
+        why = f"{type(exc).__name__}: {exc}"
+    return UndecodableEntryError(f"{what} ({why})")
 
 
 class MsgpackSerializer:

@@ -1074,7 +1074,12 @@ def test_dashboard_serves_the_supervisor(monkeypatch: pytest.MonkeyPatch) -> Non
     assert "in-memory store" in err
     [(supervisor, options)] = calls
     assert isinstance(supervisor.store, MemoryStore)
-    assert options == {"host": "127.0.0.1", "port": 8123, "backend": "trio"}
+    assert options == {
+        "host": "127.0.0.1",
+        "port": 8123,
+        "backend": "trio",
+        "allowed_hosts": (),
+    }
 
 
 def test_dashboard_missing_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -139,7 +139,7 @@ FAILING = Flow.from_processors(source, double, total, broken).resolve()
 @contextlib.asynccontextmanager
 async def api(supervisor: Supervisor) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=create_app(supervisor))
-    async with httpx.AsyncClient(transport=transport, base_url="http://dash") as c:
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as c:
         yield c
 
 
@@ -343,7 +343,8 @@ async def test_the_page_and_its_assets_are_served(store: Store) -> None:
 @pytest.mark.anyio
 async def test_the_app_works_mounted_under_a_prefix() -> None:
     supervisor = Supervisor(store=MemoryStore(), executor=LocalExecutor())
-    outer = Starlette(routes=[Mount("/datagraph", create_app(supervisor))])
+    inner = create_app(supervisor, allowed_hosts=["d"])
+    outer = Starlette(routes=[Mount("/datagraph", inner)])
     transport = httpx.ASGITransport(app=outer)
     async with httpx.AsyncClient(transport=transport, base_url="http://d") as client:
         bare = await client.get("/datagraph")

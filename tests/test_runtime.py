@@ -34,6 +34,7 @@ from datagraph import (
     Supervisor,
     UpstreamError,
 )
+from datagraph.serializers import EntryContext
 from helpers import start
 
 pytestmark = pytest.mark.anyio
@@ -922,9 +923,12 @@ async def test_tampered_pickle_entry_is_rejected(store: Store) -> None:
     with anyio.fail_after(TIMEOUT):
         run = await start(supervisor, proc)
         # Someone with access to the store slips an altered entry in after a good one.
-        forged = bytearray(serializer.encode(["forged"]))
+        forged = bytearray(
+            serializer.encode(["forged"], EntryContext(run.id, "signed", 1, 1))
+        )
         forged[-3] ^= 0x01
-        await store.append(run.id, "signed", 0, 1, serializer.encode(["intact"]))
+        intact = serializer.encode(["intact"], EntryContext(run.id, "signed", 0, 1))
+        await store.append(run.id, "signed", 0, 1, intact)
         await store.append(run.id, "signed", 1, 1, bytes(forged))
         release.set()
         await run.wait()

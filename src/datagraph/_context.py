@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from ._jobs import jobs_of, settle
 from ._plan import ProcessorState, decode_state
 from ._streams import CREATED_FIELD, done_stream_owner, state_field
-from .exceptions import RunNotFoundError
+from .exceptions import CorruptRunError, RunNotFoundError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -51,7 +51,7 @@ class RunContext:
         """Return the recorded state of a processor (or instance) of this run."""
         field = state_field(name, instance)
         fields = await self.store.get_fields(self.run_id, [field])
-        return decode_state(fields[field]) if field in fields else None
+        return self._decode_state(field, fields[field]) if field in fields else None
 
     async def job_states(
         self, jobs: Sequence[str], also: Sequence[str] = ()
@@ -71,9 +71,17 @@ class RunContext:
             msg = f"run {self.run_id} no longer exists (it was deleted or expired)"
             raise RunNotFoundError(msg)
         return {
-            key: decode_state(found[field]) if field in found else ProcessorState()
+            key: self._decode_state(field, found[field])
+            if field in found
+            else ProcessorState()
             for key, field in zip(keys, fields, strict=True)
         }
+
+    def _decode_state(self, field: str, data: bytes) -> ProcessorState:
+        try:
+            return decode_state(data)
+        except Exception as exc:  # whatever the bytes are, the record is corrupt
+            raise CorruptRunError(self.run_id, f"field {field!r}", str(exc)) from exc
 
     async def check_producer(self, stream: str) -> None:
         """Act on a lost producer of ``stream``; called by a reader kept waiting.

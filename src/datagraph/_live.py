@@ -65,6 +65,7 @@ _RUN_STATES = {
     "succeeded": "done",
     "failed": "failed",
     "cancelled": "cancelled",
+    "corrupt": "failed",
 }
 _NONE = "-"
 #: How the tables of a frame are laid out: compact, to fit 80 columns.

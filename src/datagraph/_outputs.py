@@ -12,6 +12,7 @@ from . import _telemetry
 from ._backpressure import Backpressure
 from .exceptions import OutputError, SerializationError
 from .io import IOVal
+from .serializers import EntryContext
 from .stores._limits import value_too_large
 
 if TYPE_CHECKING:
@@ -156,8 +157,11 @@ class Outputs:
 
     async def _append(self, name: str, values: list[Any]) -> None:
         ctx = self._ctx
+        # Shared outputs learn a batch's position only as the store appends it.
+        at = None if self._shared else self._positions[name]
+        context = EntryContext(ctx.run_id, name, at, len(values))
         try:
-            data = ctx.serializer.encode(values)
+            data = ctx.serializer.encode(values, context)
         except SerializationError as exc:
             if exc.index:  # keep the good values in front of the bad one
                 await self._append(name, values[: exc.index])
@@ -213,5 +217,6 @@ class Outputs:
 
     async def _append_at(self, name: str, start: int, values: list[Any]) -> None:
         ctx = self._ctx
-        data = ctx.serializer.encode(values)
+        context = EntryContext(ctx.run_id, name, start, len(values))
+        data = ctx.serializer.encode(values, context)
         await ctx.store.append(ctx.run_id, name, start, len(values), data)

@@ -877,15 +877,21 @@ def runs_list(
     with reported_errors():
         url = require_redis(redis_url, "runs list")
 
-        async def body() -> tuple[str, list[tuple[str, str, str, int, int]]]:
-            rows: list[tuple[str, str, str, int, int]] = []
+        async def body() -> tuple[str, list[tuple[str, str, str, str]]]:
+            from .exceptions import CorruptRunError
+
+            rows: list[tuple[str, str, str, str]] = []
             async with opened_supervisor(url) as supervisor:
                 for run in await supervisor.list_runs():
-                    states = await run.states()
+                    created = _local_time(await _created(supervisor, run.id))
+                    try:
+                        states = await run.states()
+                    except CorruptRunError:  # listed, marked, never in the way
+                        rows.append((run.id, created, "corrupt", "-"))
+                        continue
                     status = await run.status(states)
                     done = sum(s.status == "done" for s in states.values())
-                    created = _local_time(await _created(supervisor, run.id))
-                    rows.append((run.id, created, status, done, len(states)))
+                    rows.append((run.id, created, status, f"{done}/{len(states)}"))
                 return repr(supervisor.store), rows
 
         store, rows = run_async(body, backend)
@@ -898,15 +904,20 @@ def runs_list(
         table.add_column("created", no_wrap=True)
         table.add_column("status")
         table.add_column("done", justify="right")
-        for run_id, created, status, done, total in rows:
-            table.add_row(
-                run_id,
-                created,
-                Text(status, _live.state_style(status)),
-                f"{done}/{total}",
-            )
+        for run_id, created, status, done in rows:
+            shown = Text(status, _live.state_style(status))
+            table.add_row(run_id, created, shown, done)
         console.print(table)
         console.print(f"{len(rows)} run(s) in {store}", style="dim", soft_wrap=True)
+        corrupt = [row[0] for row in rows if row[2] == "corrupt"]
+        if corrupt:
+            console.print(
+                f"{len(corrupt)} corrupt run(s): their record does not decode; "
+                f"delete them with datagraph runs purge {' '.join(corrupt)}",
+                style="red",
+                markup=False,
+                soft_wrap=True,
+            )
 
 
 @runs_app.command("show")
@@ -1081,15 +1092,39 @@ def runs_purge(
             msg = "name the runs to purge, or pass --all or --finished"
             raise CliError(msg)
 
-        async def select() -> tuple[str, list[str], int]:
+        async def select() -> tuple[str, list[str], int, list[str]]:
+            from .exceptions import (
+                CorruptRunError,
+                RunNotFoundError,
+                StoreConnectionError,
+                StoreError,
+            )
+
             async with opened_supervisor(url) as supervisor:
+                chosen: list[str] = []
+                going, corrupt = 0, []
                 if run_ids:
-                    runs = [await supervisor.get_run(i) for i in dict.fromkeys(run_ids)]
+                    runs = []
+                    for run_id in dict.fromkeys(run_ids):
+                        try:
+                            runs.append(await supervisor.get_run(run_id))
+                        except (StoreConnectionError, RunNotFoundError):
+                            raise
+                        except StoreError:  # corrupt: named, so deleted as it is
+                            chosen.append(run_id)
                 else:
                     runs = await supervisor.list_runs()
-                chosen, going = [], 0
                 for run in runs:
-                    states = await run.states()
+                    try:
+                        states = await run.states()
+                    except CorruptRunError:
+                        # Named or --all: deleted. --finished: it may still be
+                        # running for all anyone can tell, so it is left.
+                        if finished:
+                            corrupt.append(run.id)
+                        else:
+                            chosen.append(run.id)
+                        continue
                     ended = await run.status(states) in _ENDED and all(
                         s.finished for s in states.values()
                     )
@@ -1097,10 +1132,18 @@ def runs_purge(
                         continue
                     chosen.append(run.id)
                     going += not ended
-                return repr(supervisor.store), chosen, going
+                return repr(supervisor.store), chosen, going, corrupt
 
-        store, chosen, going = run_async(select, backend)
+        store, chosen, going, corrupt = run_async(select, backend)
         console = stdout_console()
+        if corrupt:
+            stderr_console().print(
+                f"Left {len(corrupt)} corrupt run(s), which may not have ended; "
+                f"delete them by id: datagraph runs purge {' '.join(corrupt)}",
+                style="yellow",
+                markup=False,
+                soft_wrap=True,
+            )
         if not chosen:
             console.print(f"No runs to purge in {store}.", markup=False, soft_wrap=True)
             return
@@ -1147,6 +1190,17 @@ def dashboard(
     port: Annotated[
         int, typer.Option("--port", min=0, max=65535, help="Port to listen on.")
     ] = 8000,
+    allow_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-host",
+            metavar="NAME",
+            help="Also answer requests for this host name (repeatable); by "
+            "default only 127.0.0.1, localhost, [::1] and --host are answered, "
+            "which keeps web pages from reading the dashboard by DNS rebinding.",
+            show_default=False,
+        ),
+    ] = None,
     redis_url: RedisUrlOption = None,
     backend: BackendOption = Backend.asyncio,
 ) -> None:
@@ -1178,7 +1232,13 @@ def dashboard(
                 markup=False,
             )
         try:
-            module.serve(supervisor, host=host, port=port, backend=backend.value)
+            module.serve(
+                supervisor,
+                host=host,
+                port=port,
+                backend=backend.value,
+                allowed_hosts=tuple(allow_host or ()),
+            )
         except BaseException as exc:  # Ctrl+C may surface as a cancellation
             from . import _live
 

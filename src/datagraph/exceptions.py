@@ -11,7 +11,9 @@ DatagraphError
 │                               (also TypeError)
 ├── MissingInputError           start_flow() lacks a flow input (also ValueError)
 ├── OutputError                 a processor yielded to an undeclared output
-├── SerializationError          a value cannot be encoded (also TypeError)
+├── SerializationError          a value cannot be encoded, or an entry decoded
+│   │                           (also TypeError)
+│   └── UndecodableEntryError   stored bytes are not an entry of the serializer
 ├── SignatureError              a stored entry failed its signature check
 ├── UpstreamError               a stream ended because its producer failed
 ├── EmptyStreamError            first() on a stream that ended empty (also LookupError)
@@ -21,6 +23,7 @@ DatagraphError
 ├── StoreError
 │   ├── StoreConnectionError    the store cannot be reached (within store_timeout)
 │   ├── StreamClosedError       write to a stream that has already ended
+│   ├── CorruptRunError         a run's record does not decode; .run_id
 │   ├── CorruptDataError        a stored entry is malformed or foreign; .run_id,
 │   │                           .stream
 │   └── ValueTooLargeError      a value (batch) exceeds max_value_size (also
@@ -98,7 +101,11 @@ class OutputError(DatagraphError):
 
 
 class SerializationError(DatagraphError, TypeError):
-    """A value cannot be encoded by the configured serializer."""
+    """A value cannot be encoded by the configured serializer, or an entry decoded.
+
+    Values nested too deeply or referring to themselves are among those that
+    cannot be encoded.
+    """
 
     def __init__(self, message: str, *, index: int = 0, value: object = None) -> None:
         super().__init__(message)
@@ -106,6 +113,14 @@ class SerializationError(DatagraphError, TypeError):
         self.index = index
         #: The value that could not be encoded.
         self.value = value
+
+
+class UndecodableEntryError(SerializationError):
+    """Stored bytes are not an entry the serializer wrote: malformed or foreign.
+
+    (A value that decodes but does not fit the reader's type is a plain
+    ``SerializationError``.)
+    """
 
 
 class SignatureError(DatagraphError):
@@ -169,6 +184,26 @@ class StoreError(DatagraphError):
 
 class StoreConnectionError(StoreError):
     """The store cannot be reached."""
+
+
+class CorruptRunError(StoreError):
+    """A run's record in the store (its plan or a processor's state) does not decode.
+
+    The run cannot be shown or continued; it can still be listed (with the status
+    ``"corrupt"``) and deleted.
+    """
+
+    def __init__(self, run_id: str, what: str, reason: str) -> None:
+        #: The run whose record is corrupt.
+        self.run_id = run_id
+        #: Which part of the record: ``"plan"``, a processor's state...
+        self.what = what
+        #: Why it does not decode.
+        self.reason = reason
+        super().__init__(
+            f"run {run_id} is corrupt: its {what} does not decode ({reason}); "
+            f"delete it with Supervisor.delete_run or datagraph runs purge {run_id}"
+        )
 
 
 class StreamClosedError(StoreError):

@@ -16,7 +16,7 @@ from .exceptions import (
 from .processor import Processor, _registry
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Iterator
 
 __all__ = ("Flow",)
 
@@ -153,35 +153,45 @@ def _topological_order(
 ) -> list[Processor]:
     """Order processors so that each comes after those it reads from.
 
+    A depth-first walk upstream, kept on an explicit stack so that a long chain
+    (thousands of processors, e.g. a generated flow) cannot exhaust Python's
+    recursion limit.
+
     Raises:
         CycleError: naming each processor of the loop and the stream it writes.
     """
     by_name = {p.name: p for p in processors}
     order: list[Processor] = []
     done: set[str] = set()
-    # Readers being expanded, each with the input it is following upstream.
-    path: list[tuple[str, str]] = []
-    on_path: set[str] = set()
-
-    def visit(proc: Processor) -> None:
-        on_path.add(proc.name)
-        for stream in proc.inputs:
-            upstream = producers.get(stream)
-            if upstream is None or upstream in done:
-                continue
-            path.append((proc.name, stream))
-            if upstream in on_path:
-                start = next(i for i, (r, _) in enumerate(path) if r == upstream)
-                # Walk the loop in the direction data flows: who writes what.
-                raise CycleError([(producers[s], s) for _, s in reversed(path[start:])])
-            visit(by_name[upstream])
-            path.pop()
-        on_path.discard(proc.name)
-        done.add(proc.name)
-        order.append(proc)
-
-    for proc in processors:
-        if proc.name not in done:
-            path.clear()
-            visit(proc)
+    for root in processors:
+        if root.name in done:
+            continue
+        # Processors being expanded, each with the inputs it has left to follow,
+        # and the (reader, input) edges that led from one to the next.
+        stack: list[tuple[Processor, Iterator[str]]] = [(root, iter(root.inputs))]
+        path: list[tuple[str, str]] = []
+        on_path = {root.name}
+        while stack:
+            proc, streams = stack[-1]
+            for stream in streams:
+                upstream = producers.get(stream)
+                if upstream is None or upstream in done:
+                    continue
+                path.append((proc.name, stream))
+                if upstream in on_path:
+                    start = next(i for i, (r, _) in enumerate(path) if r == upstream)
+                    # Walk the loop in the direction data flows: who writes what.
+                    loop = [(producers[s], s) for _, s in reversed(path[start:])]
+                    raise CycleError(loop)
+                on_path.add(upstream)
+                found = by_name[upstream]
+                stack.append((found, iter(found.inputs)))
+                break
+            else:  # every input followed: it goes after all it reads from
+                stack.pop()
+                on_path.discard(proc.name)
+                done.add(proc.name)
+                order.append(proc)
+                if stack:
+                    path.pop()  # the edge from its reader
     return order

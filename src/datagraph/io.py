@@ -20,7 +20,9 @@ from .exceptions import (
     SerializationError,
     SignatureError,
     StoreError,
+    UndecodableEntryError,
 )
+from .serializers import EntryContext
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator, Iterator
@@ -99,16 +101,22 @@ class IO(Generic[T]):
         return self._ctx.run_id
 
     def _decode(self, chunk: Chunk) -> list[T]:
+        ctx = self._ctx
+        context = EntryContext(
+            ctx.run_id,
+            self.name,
+            None if _appended_at_end(ctx, self.name) else chunk.start,
+            chunk.count,
+        )
         try:
-            values = self._ctx.serializer.decode(chunk.data, self._type)
+            values = ctx.serializer.decode(chunk.data, self._type, context)
         except SignatureError as exc:
-            msg = f"stream {self.name!r} of run {self._ctx.run_id}: {exc}"
+            msg = f"{context.describe()}: {exc}"
             raise SignatureError(msg) from exc
-        except msgspec.ValidationError as exc:
-            msg = (
-                f"a value in stream {self.name!r} (positions {chunk.start}.."
-                f"{chunk.end - 1}) does not fit the reader's type {self._type!r}: {exc}"
-            )
+        except UndecodableEntryError as exc:
+            raise self._corrupt(chunk, str(exc)) from exc
+        except SerializationError as exc:
+            msg = f"{context.describe()}: {exc}"
             raise SerializationError(msg) from exc
         except DatagraphError:
             raise
@@ -389,6 +397,16 @@ def _pump(
                 await send.send((io.name, item))
 
     return pump
+
+
+def _appended_at_end(ctx: RunContext, stream: str) -> bool:
+    """Tell whether instances of a scaled-out processor append to ``stream``.
+
+    Their batches get a position only when the store appends them, so their
+    entries are bound to the run and stream, not to a position.
+    """
+    producer = ctx.plan.by_name.get(ctx.plan.producer_of(stream) or "")
+    return producer is not None and producer.instances > 1
 
 
 def _unfinished(generator: AsyncGenerator[Any]) -> bool:

@@ -12,7 +12,12 @@ from . import _plan
 from ._errors import Failure, encode_failure
 from ._jobs import HISTORY, dispatch_ready, dispatched_state, jobs_of, settle
 from ._streams import CANCELLED_FIELD, dispatch_claim, done_stream, state_field
-from .exceptions import RunCancelledError, RunFailedError, UpstreamError
+from .exceptions import (
+    CorruptRunError,
+    RunCancelledError,
+    RunFailedError,
+    UpstreamError,
+)
 from .io import IO
 from .snapshot import ProcessorFigures, RunSnapshot, StreamFigures
 
@@ -22,10 +27,10 @@ if TYPE_CHECKING:
     from ._context import RunContext
     from ._plan import Plan, ProcessorState
 
-__all__ = ("Run", "RunStatus")
+__all__ = ("CorruptRun", "Run", "RunStatus")
 
-#: The state of a whole run.
-RunStatus = Literal["pending", "running", "succeeded", "failed", "cancelled"]
+#: The state of a whole run ("corrupt": its record in the store does not decode).
+RunStatus = Literal["pending", "running", "succeeded", "failed", "cancelled", "corrupt"]
 
 
 class Run(dict[str, IO[Any]]):
@@ -136,7 +141,10 @@ class Run(dict[str, IO[Any]]):
         Raises:
             RunNotFoundError: the run was deleted or has expired.
         """
-        found = list((states or await self.states()).values())
+        try:
+            found = list((states or await self.states()).values())
+        except CorruptRunError:
+            return "corrupt"
         if await self._is_cancelled():
             return "cancelled"
         if any(s.status in ("failed", "cancelled") for s in found):
@@ -298,6 +306,58 @@ def _resumed(state: ProcessorState) -> ProcessorState:
         round=state.round + 1,
         history=history,
     )
+
+
+class CorruptRun(Run):
+    """A listed run whose record in the store does not decode.
+
+    ``Supervisor.list_runs()`` hands these out so that one corrupt run never
+    hides the others. Its ``status()`` is ``"corrupt"``; it has no outputs and
+    an empty plan; everything else raises its ``CorruptRunError``. Delete it
+    with ``Supervisor.delete_run``.
+    """
+
+    __slots__ = ("error",)
+
+    def __init__(self, ctx: RunContext, error: CorruptRunError) -> None:
+        super().__init__(ctx, ())
+        #: Why the run cannot be read.
+        self.error = error
+
+    def __repr__(self) -> str:
+        return f"<CorruptRun {self.id}>"
+
+    async def states(self) -> dict[str, ProcessorState]:
+        """Raise the run's ``CorruptRunError``."""
+        raise self._fresh()
+
+    async def snapshot(self) -> RunSnapshot:
+        """Raise the run's ``CorruptRunError``."""
+        raise self._fresh()
+
+    async def status(
+        self, states: Mapping[str, ProcessorState] | None = None
+    ) -> RunStatus:
+        """Return ``"corrupt"``."""
+        return "corrupt"
+
+    async def errors(self) -> dict[str, UpstreamError]:
+        """Raise the run's ``CorruptRunError``."""
+        raise self._fresh()
+
+    async def wait(self, timeout: float | None = None) -> None:
+        """Raise the run's ``CorruptRunError``."""
+        raise self._fresh()
+
+    async def cancel(self) -> None:
+        """Raise the run's ``CorruptRunError``: delete the run instead."""
+        raise self._fresh()
+
+    def _fresh(self) -> CorruptRunError:
+        # A new exception each time: raising one object again and again would
+        # chain every earlier traceback onto it.
+        error = self.error
+        return CorruptRunError(error.run_id, error.what, error.reason)
 
 
 _LIVELINESS = {"running": 4, "retrying": 3, "failed": 2, "pending": 0}

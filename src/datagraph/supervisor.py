@@ -13,25 +13,34 @@ from fast_depends.core import CallModel, build_call_model
 
 from . import _plan, _telemetry
 from ._context import RunContext
-from ._jobs import dispatch_ready, dispatched_state, jobs_of
+from ._jobs import dispatch, dispatch_ready, dispatched_state, jobs_of
 from ._runtime import ProcessorRun
 from ._streams import (
     CREATED_FIELD,
     KEEP_ALL_FIELD,
     PLAN_FIELD,
     TAKEOVER_FIELD,
+    dispatch_claim,
     state_field,
 )
 from .exceptions import (
+    CorruptRunError,
     MissingInputError,
     ProcessorNotFoundError,
     RunNotFoundError,
     SerializationError,
+    StoreConnectionError,
+    StoreError,
 )
 from .executors import Executor, LocalExecutor
 from .io import IOVal
-from .run import Run
-from .serializers import MsgpackSerializer, PickleSerializer, Serializer
+from .run import CorruptRun, Run
+from .serializers import (
+    EntryContext,
+    MsgpackSerializer,
+    PickleSerializer,
+    Serializer,
+)
 from .settings import Settings
 from .stores import Store, open_store
 
@@ -44,6 +53,8 @@ if TYPE_CHECKING:
 __all__ = ("Supervisor",)
 
 _CACHED_PLANS = 256
+#: The plan of a run whose own plan cannot be read: nothing to run or show.
+_UNKNOWN_PLAN = _plan.Plan(processors=(), inputs=(), outputs=())
 
 
 class _AttachedInstance:
@@ -196,7 +207,11 @@ class Supervisor:
             if PLAN_FIELD not in fields:
                 msg = f"no run {run_id!r} in {self.store!r} (never started, or expired)"
                 raise RunNotFoundError(msg)
-            cached = _plan.decode_plan(fields[PLAN_FIELD]), TAKEOVER_FIELD in fields
+            try:
+                plan = _plan.decode_plan(fields[PLAN_FIELD])
+            except Exception as exc:  # whatever the bytes are, the record is bad
+                raise CorruptRunError(run_id, "plan", str(exc)) from exc
+            cached = plan, TAKEOVER_FIELD in fields
             self._remember_plan(run_id, *cached)
         return self._new_context(run_id, *cached)
 
@@ -247,11 +262,12 @@ class Supervisor:
         plan = flow.plan
         by_stream = self._group_inputs(plan, inputs)
         self.executor.check(plan)
+        run_id = uuid.uuid4().hex  # before encoding: signed entries are bound to it
         encoded = {
-            name: self._encode_input(name, values) for name, values in by_stream.items()
+            name: self._encode_input(run_id, name, values)
+            for name, values in by_stream.items()
         }
 
-        run_id = uuid.uuid4().hex
         takeover = self.executor.takes_over
         self._remember_plan(run_id, plan, takeover)
         ctx = self._new_context(run_id, plan, takeover)
@@ -279,6 +295,12 @@ class Supervisor:
             await self.store.end(run_id, name)
         for job in streaming:
             await self.executor.dispatch(run_id, job)
+        for proc in plan.processors:
+            # A waiting processor with no input is ready now; it is claimed like
+            # any waiting one (``Run.cancel`` relies on that claim).
+            ready = proc.wait and not proc.inputs
+            if ready and await self.store.claim(run_id, dispatch_claim(proc.name, 0)):
+                await dispatch(ctx, proc)
         await dispatch_ready(ctx, plan.inputs)
         outputs = plan.streams if all_outputs else plan.outputs
         return Run(ctx, outputs)
@@ -315,9 +337,12 @@ class Supervisor:
             raise MissingInputError(msg)
         return by_stream
 
-    def _encode_input(self, name: str, values: list[Any]) -> tuple[int, bytes]:
+    def _encode_input(
+        self, run_id: str, name: str, values: list[Any]
+    ) -> tuple[int, bytes]:
+        context = EntryContext(run_id, name, 0, len(values))
         try:
-            return len(values), self.serializer.encode(values)
+            return len(values), self.serializer.encode(values, context)
         except SerializationError as exc:
             msg = f"flow input {name!r}: {exc}"
             raise SerializationError(msg, index=exc.index, value=exc.value) from exc
@@ -327,28 +352,61 @@ class Supervisor:
 
         Raises:
             RunNotFoundError: the store holds no such run.
+            CorruptRunError: the run's plan in the store does not decode.
         """
         ctx = await self._context(run_id)
         await ctx.job_states([])  # still there, although its plan was cached?
         return Run(ctx, ctx.plan.outputs)
 
     async def list_runs(self) -> list[Run]:
-        """Return handles on the runs in the store, oldest first."""
-        runs = []
+        """Return handles on the runs in the store, oldest first.
+
+        A run whose record cannot be read is listed as a ``CorruptRun`` (status
+        ``"corrupt"``), so that it never hides the others and can be deleted.
+
+        Raises:
+            StoreConnectionError: the store cannot be reached.
+        """
+        runs: list[Run] = []
         for run_id in await self.store.list_runs():
             try:
                 runs.append(await self.get_run(run_id))
             except RunNotFoundError:
                 continue  # expired between the listing and the lookup
+            except CorruptRunError as exc:
+                runs.append(
+                    CorruptRun(self._new_context(run_id, _UNKNOWN_PLAN, False), exc)
+                )
+            except StoreConnectionError:
+                raise
+            except StoreError as exc:  # e.g. its key overwritten with another type
+                error = CorruptRunError(run_id, "record", str(exc))
+                runs.append(
+                    CorruptRun(self._new_context(run_id, _UNKNOWN_PLAN, False), error)
+                )
         return runs
+
+    def _corrupt_run(self, run_id: str, error: CorruptRunError) -> CorruptRun:
+        return CorruptRun(self._new_context(run_id, _UNKNOWN_PLAN, False), error)
 
     async def delete_run(self, run_id: str) -> None:
         """Delete every stream, state and claim of a run from the store.
 
+        Works on corrupt runs too (their record is not decoded).
+
         Raises:
             RunNotFoundError: the store holds no such run.
         """
-        await self._context(run_id)
+        if run_id not in self._plans:
+            try:
+                found = await self.store.get_fields(run_id, [PLAN_FIELD])
+            except StoreConnectionError:
+                raise
+            except StoreError:
+                found = {PLAN_FIELD: b""}  # there, but unreadable: corrupt
+            if PLAN_FIELD not in found:
+                msg = f"no run {run_id!r} in {self.store!r} (never started, or expired)"
+                raise RunNotFoundError(msg)
         await self.store.delete_run(run_id)
         self._plans.pop(run_id, None)
 

@@ -10,15 +10,23 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from ..exceptions import RunNotFoundError, StoreError
+from ..exceptions import (
+    CorruptRunError,
+    RunNotFoundError,
+    StoreConnectionError,
+    StoreError,
+)
+from ..run import CorruptRun
 from . import _model
+from ._hosts import HostCheck, hosts_for
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Iterable
 
     from starlette.requests import Request
 
@@ -90,7 +98,13 @@ class _Api:
             try:
                 created[run.id] = await _model.created_at(store, run.id)
             except RunNotFoundError:
-                continue  # deleted since it was listed
+                if not isinstance(run, CorruptRun):
+                    continue  # deleted since it was listed
+                created[run.id] = None
+            except StoreConnectionError:
+                raise
+            except StoreError:  # its record is unreadable: listed all the same
+                created[run.id] = None
             runs.append(run)
         # Newest first; a run with no recorded start time goes last.
         runs.sort(key=lambda r: created[r.id] or -math.inf, reverse=True)
@@ -100,6 +114,7 @@ class _Api:
                 "created": created[run.id],
                 "status": await run.status(),
                 "processors": len(run.plan.processors),
+                "error": str(run.error) if isinstance(run, CorruptRun) else None,
             }
             for run in runs[:limit]
         ]
@@ -138,6 +153,9 @@ class _Api:
                     gone = f"no run {run.id!r} in the store (deleted)"
                     yield f"event: failure\ndata: {_dumps({'error': gone})}\n\n"
                     return
+                except CorruptRunError as exc:
+                    yield f"event: failure\ndata: {_dumps({'error': str(exc)})}\n\n"
+                    return
                 except StoreError as exc:
                     error = f"the store cannot be read: {exc}"
                     yield f"event: failure\ndata: {_dumps({'error': error})}\n\n"
@@ -167,20 +185,35 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 async def _store_error(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, CorruptRunError):  # the store answered; the run is bad
+        return _error(500, str(exc))
     return _error(503, f"the store cannot be read: {exc}")
 
 
-def create_app(supervisor: Supervisor) -> Starlette:
+def create_app(
+    supervisor: Supervisor, *, allowed_hosts: Iterable[str] = ()
+) -> Starlette:
     """Create the dashboard: an ASGI app showing the runs of ``supervisor``'s store.
 
     Serve it with any ASGI server (``serve()`` uses Hypercorn, on asyncio or
     trio), or mount it into another app. It only reads the store: any process
     attached to the same store sees the same runs.
 
+    It answers only requests whose ``Host`` header names this machine
+    (``127.0.0.1``, ``localhost``, ``[::1]``) or one of ``allowed_hosts``, so a
+    web page cannot read it through DNS rebinding; other requests get a 400
+    saying how to allow the name.
+
+    Args:
+        supervisor: whose store's runs to show.
+        allowed_hosts: more host names to answer to (a port is ignored);
+            ``"*"`` answers any (only behind a proxy that checks names itself).
+
     Routes:
         ``GET /``: the page.
-        ``GET /api/runs``: ``{"runs": [{"id", "created", "status", "processors"}],
-        "total"}``, newest first (``?limit=N``).
+        ``GET /api/runs``: ``{"runs": [{"id", "created", "status", "processors",
+        "error"}], "total"}``, newest first (``?limit=N``); ``error`` says why a
+        corrupt run cannot be read.
         ``GET /api/runs/{id}``: the run's graph (``viz.to_json()``) and live
         figures of every stream and processor.
         ``GET /api/runs/{id}/events``: the same as server-sent events, every
@@ -188,7 +221,8 @@ def create_app(supervisor: Supervisor) -> Starlette:
         ``GET /api/meta``: the colours of each state.
 
     Unknown runs and paths under ``/api/`` answer 404 with ``{"error": ...}``; a
-    store that cannot be reached, 503.
+    run whose record does not decode, 500 (it is listed with the status
+    ``"corrupt"``); a store that cannot be reached, 503.
     """
     api = _Api(supervisor)
     routes = [
@@ -202,6 +236,7 @@ def create_app(supervisor: Supervisor) -> Starlette:
     app = Starlette(
         routes=routes,
         exception_handlers={HTTPException: _http_error, StoreError: _store_error},
+        middleware=[Middleware(HostCheck, allowed=hosts_for(None, allowed_hosts))],
     )
     app.state.supervisor = supervisor
     return app

@@ -32,6 +32,7 @@ RUN_STATUS_COLORS: dict[str, tuple[str, str]] = {
     "succeeded": STATE_COLORS["done"],
     "failed": STATE_COLORS["failed"],
     "cancelled": STATE_COLORS["cancelled"],
+    "corrupt": STATE_COLORS["failed"],
 }
 
 

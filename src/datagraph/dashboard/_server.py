@@ -17,9 +17,10 @@ import sniffio
 from hypercorn.config import Config
 
 from ._app import create_app
+from ._hosts import hosts_for
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Iterable
 
     from hypercorn.typing import Framework
 
@@ -63,6 +64,7 @@ async def serve_async(
     host: str = "127.0.0.1",
     port: int = 8000,
     shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
+    allowed_hosts: Iterable[str] = (),
 ) -> None:
     """Serve the dashboard on the running event loop (asyncio or trio).
 
@@ -77,20 +79,24 @@ async def serve_async(
         port: the TCP port.
         shutdown_trigger: an async function; when it returns, the server stops.
             Default: run until cancelled.
+        allowed_hosts: host names to answer to besides this machine's loopback
+            names and ``host`` (see ``create_app``).
 
     Raises:
         OSError: the address cannot be bound (e.g. the port is taken).
     """
-    await _serve_socket(supervisor, _listen(host, port), shutdown_trigger)
+    allowed = hosts_for(host, allowed_hosts)
+    await _serve_socket(supervisor, _listen(host, port), shutdown_trigger, allowed)
 
 
 async def _serve_socket(
     supervisor: Supervisor,
     sock: socket.socket,
     shutdown_trigger: Callable[[], Awaitable[None]] | None,
+    allowed_hosts: Iterable[str],
 ) -> None:
     # Starlette's and Hypercorn's ASGI type hints differ in spelling only.
-    app = cast("Framework", create_app(supervisor))
+    app = cast("Framework", create_app(supervisor, allowed_hosts=allowed_hosts))
     config = _config(sock)
     trigger = shutdown_trigger or anyio.sleep_forever
     if sniffio.current_async_library() == "trio":
@@ -103,7 +109,9 @@ async def _serve_socket(
         await asyncio_serve(app, config, shutdown_trigger=trigger)
 
 
-async def _serve_until_signalled(supervisor: Supervisor, host: str, port: int) -> None:
+async def _serve_until_signalled(
+    supervisor: Supervisor, host: str, port: int, allowed_hosts: Iterable[str]
+) -> None:
     """Serve until SIGINT or SIGTERM: the first stops gracefully, a second at once.
 
     The signals are caught before the port is bound, so a signal sent as soon as
@@ -112,7 +120,8 @@ async def _serve_until_signalled(supervisor: Supervisor, host: str, port: int) -
     try:
         receiver = anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM)
     except NotImplementedError:  # pragma: no cover - asyncio on Windows
-        await serve_async(supervisor, host=host, port=port)  # Ctrl+C raises there
+        # Ctrl+C raises there.
+        await serve_async(supervisor, host=host, port=port, allowed_hosts=allowed_hosts)
         return
     with receiver as signals:
         sock = _listen(host, port)  # a taken port raises here, not in a group
@@ -125,7 +134,8 @@ async def _serve_until_signalled(supervisor: Supervisor, host: str, port: int) -
                 stop.set()
 
         async def run() -> None:
-            await _serve_socket(supervisor, sock, stop.wait)
+            allowed = hosts_for(host, allowed_hosts)
+            await _serve_socket(supervisor, sock, stop.wait, allowed)
             tg.cancel_scope.cancel()  # stop watching
 
         # The server runs in a task of its own: Hypercorn's asyncio task groups
@@ -141,6 +151,7 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 8000,
     backend: Backend = "asyncio",
+    allowed_hosts: Iterable[str] = (),
 ) -> None:
     """Serve the dashboard until Ctrl+C (SIGINT) or SIGTERM; blocks.
 
@@ -154,9 +165,13 @@ def serve(
         host: the address to listen on (default: this machine only).
         port: the TCP port.
         backend: ``"asyncio"`` or ``"trio"`` (needs the ``trio`` extra).
+        allowed_hosts: host names to answer to besides this machine's loopback
+            names and ``host`` (``datagraph dashboard --allow-host``); requests
+            naming any other host get a 400 (DNS rebinding).
 
     Raises:
         OSError: the address cannot be bound (e.g. the port is taken).
     """
-    run = functools.partial(_serve_until_signalled, supervisor, host, port)
+    hosts = tuple(allowed_hosts)
+    run = functools.partial(_serve_until_signalled, supervisor, host, port, hosts)
     anyio.run(run, backend=backend)

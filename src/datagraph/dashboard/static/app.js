@@ -197,7 +197,7 @@
     for (const run of state.runs) {
       const item = el("li", { "data-run-id": run.id, "data-status": run.status }, list);
       if (run.id === state.runId) item.classList.add("selected");
-      const button = el("button", { type: "button", title: run.id }, item);
+      const button = el("button", { type: "button", title: run.error || run.id }, item);
       const dot = el("span", { class: "dot" }, button);
       const [fill, stroke] = runColors(run.status);
       dot.style.background = fill;
@@ -280,7 +280,7 @@
       if (detail.finished) return;
     } catch (err) {
       if (state.runId !== id) return;
-      if (err.status === 404) {
+      if (err.status === 404 || err.status === 500) {  // gone, or corrupt
         showRunError(err.message);
         return;
       }

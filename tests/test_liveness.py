@@ -170,13 +170,13 @@ async def test_without_takeover_a_killed_consumer_fails_the_run_and_frees_its_pr
     assert status == "failed"
 
 
-async def _started_elsewhere(module: str, url: str, prefix: str, backend: str) -> str:
-    """Run a child that starts the stalling flow and print its run id; return it."""
+async def _started_elsewhere(how: str, url: str, prefix: str, backend: str) -> str:
+    """Run a child that starts the stalling flow and then dies or leaves."""
     result = await anyio.run_process(
-        [sys.executable, "-m", f"tests.procs.{module}", url, prefix, backend],
+        [sys.executable, "-m", "tests.procs.start", url, prefix, backend, how],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
-        check=False,  # start_and_die dies of SIGKILL, as it means to
+        check=False,  # dying of SIGKILL is what it means to do
     )
     assert result.returncode in (0, -signal.SIGKILL), result.stderr.decode()
     return result.stdout.decode().split()[0]
@@ -188,9 +188,7 @@ async def test_a_run_whose_starter_was_killed_is_reported_failed_within_the_leas
     async with _supervisor(redis_url, prefix) as supervisor:
         with anyio.fail_after(TIMEOUT):
             # The child starts a LocalExecutor run, prints its id, then kills itself.
-            run_id = await _started_elsewhere(
-                "start_and_die", redis_url, prefix, anyio_backend
-            )
+            run_id = await _started_elsewhere("die", redis_url, prefix, anyio_backend)
             died = time.monotonic()
             run = await supervisor.get_run(run_id)
             with pytest.raises(RunFailedError) as failed:
@@ -211,9 +209,7 @@ async def test_a_run_outliving_its_event_loop_is_reported_failed_within_the_leas
             # The child's main() starts a run and returns: its loop ends, the run
             # not. (On asyncio its processor says so as it stops; on trio the
             # store cannot be reached any more by then, and the lease tells.)
-            run_id = await _started_elsewhere(
-                "start_and_leave", redis_url, prefix, anyio_backend
-            )
+            run_id = await _started_elsewhere("leave", redis_url, prefix, anyio_backend)
             ended = time.monotonic()
             run = await supervisor.get_run(run_id)
             with pytest.raises(RunFailedError) as failed:

@@ -120,6 +120,24 @@ async def test_a_flow_runs_across_two_dramatiq_services(
 
 @pytest.mark.anyio
 @pytest.mark.redis
+async def test_twelve_processors_stream_at_once_on_a_worker_of_two_threads(
+    starter: Supervisor, services: Services
+) -> None:
+    n = 500
+    with anyio.fail_after(TIMEOUT):
+        run = await starter.start_flow(shared.FAN_OUT, inputs=[IOVal("dq_fan_n", n)])
+        await run.wait()
+        outputs = {
+            name: await run[name].collect() for name in shared.FAN_OUT.plan.outputs
+        }
+    assert len(shared.FAN_OUT.plan.processors) == 12
+    assert outputs == {
+        f"dq_fan_out{i}": [x + i for x in range(n)] for i in range(shared.FAN)
+    }, services.log()
+
+
+@pytest.mark.anyio
+@pytest.mark.redis
 async def test_cancel_stops_a_processor_on_a_dramatiq_worker_within_2_s(
     starter: Supervisor, services: Services
 ) -> None:

@@ -18,11 +18,20 @@ source = Processor(name="dq_source", inputs=["dq_n"], outputs=["dq_numbers"])
 double = Processor(name="dq_double", inputs=["dq_numbers"], outputs=["dq_doubled"])
 increment = Processor(name="dq_increment", inputs=["dq_doubled"], outputs=["dq_out"])
 endless = Processor(name="dq_endless", inputs=["dq_seed"], outputs=["dq_ticks"])
+#: More processors than the worker has threads (2): a source read by 11 others.
+FAN = 11
+fan_source = Processor(name="dq_fan_source", inputs=["dq_fan_n"], outputs=["dq_fan"])
+fan = [
+    Processor(name=f"dq_fan{i}", inputs=["dq_fan"], outputs=[f"dq_fan_out{i}"])
+    for i in range(FAN)
+]
 
 #: Split across the services: source and increment in one, double in the other.
 FLOW = Flow.from_processors(source, double, increment).resolve()
 #: A processor that never ends by itself (for cancel).
 ENDLESS = Flow.from_processors(endless).resolve()
+#: 12 processors, all served by one worker process of 2 threads.
+FAN_OUT = Flow.from_processors(fan_source, *fan).resolve()
 
 
 def broker(url: str, prefix: str) -> RedisBroker:

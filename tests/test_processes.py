@@ -104,7 +104,7 @@ async def test_a_reader_learns_that_its_producer_process_died(
                 with pytest.raises(UpstreamError) as caught:
                     await anext(values)
     assert caught.value.processor == "mp_stalling"
-    assert caught.value.error_type == "ProducerLost"
+    assert caught.value.error_type == "ProcessorLost"
     assert "heartbeat" in caught.value.message
     await supervisor.store.delete_run(run_id)
     await supervisor.aclose()

@@ -9,7 +9,8 @@ Trimming rule: a stream is trimmed up to its slowest reader only when every
 processor reading it has started reading, none of them has retries (a retry reads
 its inputs again from the first value), and no one else may read it: a flow output,
 or any stream of a run started with ``all_outputs=True``, is kept whole until the
-run expires.
+run expires. Nor is any stream of a run whose jobs may be taken over after a
+worker is lost: a taken-over reader reads its inputs again from the first value.
 """
 
 from __future__ import annotations
@@ -44,7 +45,9 @@ class Backpressure:
         self._readers = [p.name for p in consumers if not p.wait]
         self._trim: list[str] | None = (
             [p.name for p in consumers]
-            if stream not in ctx.plan.outputs and all(p.retries == 0 for p in consumers)
+            if stream not in ctx.plan.outputs
+            and all(p.retries == 0 for p in consumers)
+            and not ctx.takeover
             else None
         )
         self._finished: set[str] = set()

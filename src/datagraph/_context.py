@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 from typing import TYPE_CHECKING
 
+from ._jobs import jobs_of, settle
 from ._plan import ProcessorState, decode_state
-from ._streams import done_stream_owner, state_field
-from .exceptions import UpstreamError
+from ._streams import CREATED_FIELD, done_stream_owner, state_field
+from .exceptions import RunNotFoundError
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from ._plan import Plan
+    from .executors import Executor
     from .serializers import Serializer
     from .settings import Settings
     from .stores import Store
@@ -21,13 +24,26 @@ __all__ = ("RunContext",)
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class RunContext:
-    """A run's store, serializer, settings and plan, as one process sees them."""
+    """A run's plan, store, executor and settings, as one process sees them."""
 
     run_id: str
     plan: Plan
     store: Store
     serializer: Serializer
     settings: Settings
+    executor: Executor
+    #: Whether the run was started with an executor that takes over lost jobs.
+    takeover: bool = False
+
+    @property
+    def can_take_over(self) -> bool:
+        """Whether this process dispatches the run's lost jobs again itself."""
+        return self.takeover and self.executor.takes_over
+
+    def field_of(self, job: str) -> str:
+        """Return the run field holding the ``ProcessorState`` of ``job``."""
+        processor, instance = self.plan.jobs[job]
+        return state_field(processor.name, instance)
 
     async def processor_state(
         self, name: str, instance: int | None = None
@@ -37,34 +53,41 @@ class RunContext:
         fields = await self.store.get_fields(self.run_id, [field])
         return decode_state(fields[field]) if field in fields else None
 
-    async def check_producer(self, stream: str) -> None:
-        """Raise ``UpstreamError`` if the producer of ``stream`` was lost.
+    async def job_states(
+        self, jobs: Sequence[str], also: Sequence[str] = ()
+    ) -> dict[str, ProcessorState]:
+        """Return the recorded states of ``jobs`` by job.
 
-        Called by a reader that has waited a while for a value: a producer whose
-        worker died cannot end its streams, so its heartbeat going stale is the
-        only sign readers get.
+        ``also`` names scaled-out processors whose own state (the whole
+        processor's, recorded when it ends) comes back under their name.
+
+        Raises:
+            RunNotFoundError: the run was deleted or has expired.
+        """
+        keys = [*jobs, *also]
+        fields = [*map(self.field_of, jobs), *map(state_field, also)]
+        found = await self.store.get_fields(self.run_id, [CREATED_FIELD, *fields])
+        if CREATED_FIELD not in found:
+            msg = f"run {self.run_id} no longer exists (it was deleted or expired)"
+            raise RunNotFoundError(msg)
+        return {
+            key: decode_state(found[field]) if field in found else ProcessorState()
+            for key, field in zip(keys, fields, strict=True)
+        }
+
+    async def check_producer(self, stream: str) -> None:
+        """Act on a lost producer of ``stream``; called by a reader kept waiting.
+
+        A producer whose process died cannot end its streams, so its heartbeat
+        going stale is the only sign readers get: the producer is taken over, or
+        recorded as lost, which ends ``stream`` with that failure.
+
+        Raises:
+            RunNotFoundError: the run was deleted or has expired.
         """
         producer = self.plan.producer_of(stream) or done_stream_owner(stream)
         if producer is None:
+            await self.job_states([])  # a flow input: still there?
             return
-        count = self.plan.by_name[producer].instances
-        for instance in range(count) if count > 1 else [None]:
-            await self._check_alive(stream, producer, instance)
-
-    async def _check_alive(
-        self, stream: str, producer: str, instance: int | None
-    ) -> None:
-        state = await self.processor_state(producer, instance)
-        if state is None or state.status not in ("running", "retrying"):
-            return
-        silent = time.time() - state.heartbeat
-        if silent > self.settings.lease:
-            raise UpstreamError(
-                processor=producer,
-                error_type="ProducerLost",
-                message=(
-                    f"no heartbeat for {silent:.0f}s (lease {self.settings.lease:g}s); "
-                    "the process running it was probably lost"
-                ),
-                stream=stream,
-            )
+        jobs = jobs_of(self.plan.by_name[producer])
+        await settle(self, await self.job_states(jobs))

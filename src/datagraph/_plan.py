@@ -8,6 +8,7 @@ from typing import Literal
 import msgspec
 
 from ._errors import Failure
+from ._streams import instance_job
 from .processor import Processor
 
 __all__ = ("Plan", "ProcessorState", "Status", "decode_plan", "decode_state")
@@ -45,6 +46,19 @@ class Plan(msgspec.Struct, frozen=True, kw_only=True, dict=True):
             seen.update(dict.fromkeys(p.outputs))
         return tuple(seen)
 
+    @functools.cached_property
+    def jobs(self) -> dict[str, tuple[Processor, int | None]]:
+        """What executors dispatch: each processor, or each instance of it."""
+        jobs: dict[str, tuple[Processor, int | None]] = {}
+        for p in self.processors:
+            if p.instances == 1:
+                jobs[p.name] = (p, None)
+            else:
+                jobs.update(
+                    (instance_job(p.name, i), (p, i)) for i in range(p.instances)
+                )
+        return jobs
+
     def producer_of(self, stream: str) -> str | None:
         """Return the processor writing ``stream`` (None for a flow input)."""
         return self.producers.get(stream)
@@ -64,11 +78,27 @@ class ProcessorState(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tr
     #: Wall-clock time of the last sign of life while running.
     heartbeat: float = 0.0
     error: Failure | None = None
+    #: When the job was last handed to the executor, and where it went: a job
+    #: no worker starts within ``Settings.dispatch_timeout`` fails the run.
+    dispatched: float | None = None
+    where: str | None = None
+    #: Bumped each time the job is dispatched again (a takeover or a resume): a
+    #: process still running an older epoch has been superseded and stops.
+    epoch: int = 0
+    #: How many times the run was resumed; claims of each round are its own.
+    round: int = 0
+    #: The failures of earlier attempts (retries, lost workers), oldest first.
+    history: tuple[Failure, ...] = ()
 
     @property
     def finished(self) -> bool:
         """Whether the processor has stopped for good (done, failed or cancelled)."""
         return self.status in FINISHED
+
+    @property
+    def live(self) -> bool:
+        """Whether a process is (or should be) running the processor now."""
+        return self.status in ("running", "retrying")
 
 
 _encoder = msgspec.msgpack.Encoder()

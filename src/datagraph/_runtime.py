@@ -14,105 +14,119 @@ import anyio.to_thread
 import msgspec
 
 from . import _plan, _telemetry
-from ._errors import Failure, encode_failure, failure_from_exception
+from ._errors import Failure, failure_from_exception
+from ._jobs import HISTORY as _HISTORY
+from ._jobs import record_end_patiently, settle, take_over
 from ._outputs import Outputs
 from ._plan import ProcessorState
 from ._streams import (
     CANCELLED_FIELD,
-    dispatch_claim,
-    done_stream,
-    finish_claim,
+    expire_claim,
     instance_job,
+    start_claim,
     state_field,
 )
-from .exceptions import RegistrationError, UpstreamError
+from .exceptions import RegistrationError, StoreError, UpstreamError
 from .io import IO, IOVal
 from .processor import Implementation, implementation_of
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator, Callable, Iterable
+    from collections.abc import AsyncGenerator, Callable
 
     from fast_depends.core import CallModel
 
     from ._context import RunContext
-    from .executors import Executor
     from .processor import Processor
 
-__all__ = ("ProcessorRun", "dispatch", "dispatch_ready")
-
-
-async def dispatch(executor: Executor, run_id: str, processor: Processor) -> None:
-    """Dispatch a processor: once, or once per instance when it is scaled out."""
-    if processor.instances == 1:
-        await executor.dispatch(run_id, processor.name)
-        return
-    for instance in range(processor.instances):
-        await executor.dispatch(run_id, instance_job(processor.name, instance))
-
-
-async def dispatch_ready(
-    ctx: RunContext, executor: Executor, ended_streams: Iterable[str]
-) -> None:
-    """Dispatch each waiting processor whose inputs have all ended.
-
-    Called by whoever ended the streams. Several processes may see the same
-    processor ready; the claim in the store lets exactly one of them dispatch it.
-    """
-    candidates = {
-        proc.name: proc
-        for stream in ended_streams
-        for proc in ctx.plan.consumers_of(stream)
-        if proc.wait
-    }
-    for proc in candidates.values():
-        states = [await ctx.store.state(ctx.run_id, s) for s in proc.inputs]
-        if all(s.ended for s in states) and await ctx.store.claim(
-            ctx.run_id, dispatch_claim(proc.name)
-        ):
-            await dispatch(executor, ctx.run_id, proc)
+__all__ = ("ProcessorRun",)
 
 
 class ProcessorRun:
-    """One processor (or one instance of it) of one run, from start to final state.
+    """One job (a processor, or one instance of it) of one run, start to end.
 
-    An instance of a scaled-out processor records its own state; the last instance
-    to finish, or the first to fail, ends the processor's streams.
+    The job runs under the epoch its state holds when it starts: a delivery of a
+    job whose epoch another delivery has started does nothing, and a run whose
+    epoch is superseded (a peer took the job over, or recorded it lost) stops
+    without recording anything.
     """
 
     def __init__(
         self,
         ctx: RunContext,
         processor: Processor,
-        executor: Executor,
         call_model: Callable[[Implementation], CallModel],
         instance: int | None = None,
     ) -> None:
         self.ctx = ctx
         self.processor = processor
-        self.executor = executor
         self._call_model = call_model
         self.name = processor.name
         self._scaled = processor.instances > 1
         self._instance = instance
+        self.job = (
+            processor.name if instance is None else instance_job(self.name, instance)
+        )
         self._state_field = state_field(processor.name, instance)
         self._state = ProcessorState()
-        self._stopped_by_cancel = False  # the heartbeat saw run.cancel()
+        self._peers = [job for job in ctx.plan.jobs if job != self.job]
+        # Why the heartbeat stopped the attempt, if it did.
+        self._stopped_by_cancel = False  # run.cancel()
+        self._superseded = False  # taken over, or recorded lost, elsewhere
+        self._store_error: Exception | None = None  # the heartbeat lost the store
 
     async def run(self) -> None:
-        """Run the processor to the end, recording what happens in the store."""
+        """Run the job to the end, recording what happens in the store."""
+        ctx = self.ctx
+        found = await ctx.job_states([self.job])
+        self._state = found[self.job]
+        if self._state.finished:
+            return  # a late duplicate of a job that has ended
+        if not await ctx.store.claim(ctx.run_id, start_claim(self.job, self._epoch)):
+            return  # another delivery of this epoch runs it
         if await self._cancelled():  # cancelled before it got to start
             await self._finish(None, cancelled=True)
             return
         try:
             failure = await self._attempts()
         except anyio.get_cancelled_exc_class():
-            # Stopped from outside (run.cancel(), or the event loop is closing):
-            # still leave readers an end instead of a stream that never finishes.
+            # Stopped from outside: the event loop or the worker is shutting down.
             with anyio.move_on_after(2, shield=True):
-                await self._finish(self._cancelled_failure(), cancelled=True)
+                await self._interrupted()
             raise
+        if self._superseded:
+            return
         cancelled = failure is not None and await self._cancelled()
-        await self._finish(failure, cancelled=cancelled)
+        await self._finish(
+            self._cancelled_failure() if cancelled else failure, cancelled=cancelled
+        )
+
+    @property
+    def _epoch(self) -> int:
+        return self._state.epoch
+
+    async def _interrupted(self) -> None:
+        """Leave the job to a peer, or report it lost, when its host goes away."""
+        ctx = self.ctx
+        if self._superseded or self._stopped_by_cancel:
+            if self._stopped_by_cancel:
+                await self._finish(self._cancelled_failure(), cancelled=True)
+            return
+        if not await ctx.store.claim(ctx.run_id, expire_claim(self.job, self._epoch)):
+            return  # a peer is acting on it already
+        if ctx.can_take_over:
+            await take_over(ctx, self.job, self._state, self._state.history)
+            return
+        await self._finish(
+            Failure(
+                processor=self.name,
+                error_type="ProcessorLost",
+                message=(
+                    f"processor {self.name!r} was stopped before it finished: the "
+                    "event loop or worker running it shut down"
+                ),
+            ),
+            cancelled=False,
+        )
 
     async def _attempts(self) -> Failure | None:
         proc = self.processor
@@ -122,27 +136,34 @@ class ProcessorRun:
                 await self._check_inputs()
         except Exception as exc:
             return failure_from_exception(proc.name, exc)
-        for attempt in itertools.count(1):
-            started = time.time()
+        first = self._state.attempt + 1  # a taken-over job goes on counting
+        for retried in itertools.count():
+            attempt, started = first + retried, time.time()
             await self._record(
                 status="running", attempt=attempt, started=started, heartbeat=started
             )
             error = await self._attempt(impl, attempt, started)
+            if self._superseded:
+                return None
             if self._stopped_by_cancel:
                 return self._cancelled_failure()
             if error is None:
                 return None
+            failure = failure_from_exception(proc.name, error)
             final = (
                 isinstance(error, UpstreamError)
-                or attempt > proc.retries
+                or retried >= proc.retries
+                or not proc.retries_on(error)
                 or await self._cancelled()
             )
             if final:
-                return failure_from_exception(proc.name, error)
+                return failure
             await self._record(
-                status="retrying", error=failure_from_exception(proc.name, error)
+                status="retrying",
+                error=failure,
+                history=(*self._state.history, failure)[-_HISTORY:],
             )
-            await anyio.sleep(proc.retry_delay)
+            await anyio.sleep(proc.retry_wait(retried + 1))
         msg = "unreachable"
         raise AssertionError(msg)  # pragma: no cover
 
@@ -186,6 +207,8 @@ class ProcessorRun:
                     with contextlib.suppress(Exception):  # the first error counts
                         await outputs.flush()
             tg.cancel_scope.cancel()
+        if self._store_error is not None and error is None:
+            error = self._store_error
         failure = None if error is None else failure_from_exception(self.name, error)
         _telemetry.record_processor(
             run_id=self.ctx.run_id,
@@ -280,36 +303,44 @@ class ProcessorRun:
         await outputs.flush()
 
     async def _heartbeat(self, scope: anyio.CancelScope) -> None:
-        """Show that the processor lives, and stop it when its run is cancelled."""
+        """Show that the job lives; watch the run's cancel flag and its peers.
+
+        Stops the attempt (through ``scope``) when the run is cancelled, when
+        the job was superseded elsewhere, or when the store cannot be reached.
+        Every look also settles the leases of the run's other jobs, so a lost
+        peer is taken over (or reported) by whichever processor notices first.
+        """
         settings = self.ctx.settings
         beat_every = settings.lease / 3
         last_beat = time.monotonic()
         while True:
             await anyio.sleep(min(settings.read_timeout, beat_every))
-            if await self._cancelled():
-                self._stopped_by_cancel = True
+            try:
+                if await self._look_around():
+                    scope.cancel()
+                    return
+                if time.monotonic() - last_beat >= beat_every:
+                    last_beat = time.monotonic()
+                    await self._record(heartbeat=time.time())
+            except StoreError as exc:
+                self._store_error = exc
                 scope.cancel()
                 return
-            if time.monotonic() - last_beat >= beat_every:
-                last_beat = time.monotonic()
-                await self._record(heartbeat=time.time())
 
-    async def _finishes_processor(self, failed: bool) -> bool:
-        """Tell whether this instance records the end of the whole processor.
-
-        The first instance to fail does, or else the last one to finish; each
-        instance records its own state before asking, so the last one always sees
-        the others finished, and the claim keeps two finishers from both winning.
-        """
-        ctx, proc = self.ctx, self.processor
-        if not failed:
-            fields = [state_field(proc.name, i) for i in range(proc.instances)]
-            states = await ctx.store.get_fields(ctx.run_id, fields)
-            if len(states) < len(fields) or not all(
-                _plan.decode_state(data).finished for data in states.values()
-            ):
-                return False
-        return await ctx.store.claim(ctx.run_id, finish_claim(proc.name))
+    async def _look_around(self) -> bool:
+        """Check the run's flag and states; tell whether the attempt must stop."""
+        ctx = self.ctx
+        cancelled = await self._cancelled()
+        states = await ctx.job_states([self.job, *self._peers])
+        own = states.pop(self.job)
+        if own.epoch != self._epoch or own.finished:
+            self._superseded = True
+            return True
+        if cancelled:
+            self._stopped_by_cancel = True
+            return True
+        await settle(ctx, states)
+        return False
 
     async def _cancelled(self) -> bool:
         fields = await self.ctx.store.get_fields(self.ctx.run_id, [CANCELLED_FIELD])
@@ -329,24 +360,15 @@ class ProcessorRun:
         )
 
     async def _finish(self, failure: Failure | None, *, cancelled: bool) -> None:
-        """End the outputs and the done stream, record the state, wake waiters."""
-        ctx, proc = self.ctx, self.processor
+        """Record the job's final state, end its streams, wake what waits on them."""
         if cancelled and failure is None:
             failure = self._cancelled_failure()
-        error = encode_failure(failure) if failure is not None else None
         status: _plan.Status = (
             "done" if failure is None else "cancelled" if cancelled else "failed"
         )
-        await self._record(status=status, ended=time.time(), error=failure)
-        if self._scaled and not await self._finishes_processor(failure is not None):
-            return
-        for stream in proc.outputs:
-            await ctx.store.end(ctx.run_id, stream, error)
-        if self._scaled:
-            final = msgspec.structs.replace(self._state, attempt=0, heartbeat=0.0)
-            await ctx.store.set_fields(
-                ctx.run_id, {state_field(proc.name): _plan.encode(final)}
-            )
-        await ctx.store.end(ctx.run_id, done_stream(proc.name), error)
-        if not cancelled:
-            await dispatch_ready(ctx, self.executor, self.processor.outputs)
+        self._state = msgspec.structs.replace(
+            self._state, status=status, ended=time.time(), error=failure
+        )
+        await record_end_patiently(
+            self.ctx, self.processor, self._instance, self._state, cancelled=cancelled
+        )

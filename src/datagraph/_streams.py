@@ -4,22 +4,31 @@ from __future__ import annotations
 
 __all__ = (
     "CANCELLED_FIELD",
+    "CREATED_FIELD",
     "KEEP_ALL_FIELD",
     "PLAN_FIELD",
+    "TAKEOVER_FIELD",
     "dispatch_claim",
     "done_stream",
     "done_stream_owner",
+    "expire_claim",
     "finish_claim",
     "instance_job",
     "is_internal",
     "parse_job",
+    "start_claim",
     "state_field",
 )
 
 PLAN_FIELD = "plan"
+#: When the run started (seconds since the epoch, as text); gone once it expired.
+CREATED_FIELD = "created"
 CANCELLED_FIELD = "cancelled"
 #: Set when a run hands back every stream: nothing may then be trimmed.
 KEEP_ALL_FIELD = "keep_all"
+#: Set when the run's executor reaches its workers from any process: a peer that
+#: sees a processor's lease expire dispatches it again instead of reporting it lost.
+TAKEOVER_FIELD = "takeover"
 _INTERNAL = "!"  # user stream names cannot start with it
 
 
@@ -54,14 +63,24 @@ def parse_job(job: str) -> tuple[str, int | None]:
     return job, None
 
 
-def finish_claim(processor: str) -> str:
-    """The claim won by whoever records a processor's final state."""
-    return f"finish:{processor}"
+def finish_claim(processor: str, round_: int) -> str:
+    """The claim won by whoever records a processor's final state (per round)."""
+    return f"finish:{processor}@{round_}"
 
 
-def dispatch_claim(processor: str) -> str:
+def dispatch_claim(processor: str, round_: int) -> str:
     """The claim that makes exactly one process dispatch a waiting processor."""
-    return f"dispatch:{processor}"
+    return f"dispatch:{processor}@{round_}"
+
+
+def start_claim(job: str, epoch: int) -> str:
+    """The claim that lets one delivery of a job's epoch run (engines may redeliver)."""
+    return f"start:{job}@{epoch}"
+
+
+def expire_claim(job: str, epoch: int) -> str:
+    """The claim that lets one peer act on a job's expired lease (or dispatch)."""
+    return f"expire:{job}@{epoch}"
 
 
 def is_internal(stream: str) -> bool:

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import random
 import types
 import typing
 from collections.abc import Callable, Sequence
+from collections.abc import Set as AbstractSet
 from typing import Annotated, Any, TypeVar
 
 from fast_depends.dependencies import Dependant
@@ -26,14 +28,18 @@ __all__ = ("Implementation", "Processor", "implementation_of", "processor")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _names(kind: str, owner: str, names: Sequence[str]) -> tuple[str, ...]:
+def _names(
+    kind: str, owner: str, names: Sequence[str] | AbstractSet[str]
+) -> tuple[str, ...]:
     if isinstance(names, str):
         msg = (
             f"{kind} of processor {owner!r} must be a list of stream names, "
             f"not the string {names!r}; write [{names!r}]"
         )
         raise TypeError(msg)
-    result = tuple(names)
+    # A set has no order of its own (it follows each process's hash seed), so
+    # sort it: every process must read the same declaration.
+    result = tuple(sorted(names) if isinstance(names, AbstractSet) else names)
     for name in tuple[object, ...](result):  # a run-time check of user input
         if not isinstance(name, str) or not name:
             msg = f"{kind} of processor {owner!r} must be non-empty strings: {name!r}"
@@ -67,13 +73,21 @@ class Processor:
 
     Args:
         name: unique within a flow, and the name executors dispatch by.
-        inputs: streams it reads; each becomes an ``IO[T]`` parameter.
+        inputs: streams it reads; each becomes an ``IO[T]`` parameter. (A set of
+            names is taken in sorted order.)
         outputs: streams it writes, by yielding or returning ``IOVal(name, value)``
             (or bare values when there is exactly one output).
         wait: start only once every input stream is complete (staged execution)
             instead of streaming from the start.
         retries: how many times to run it again after it raises.
-        retry_delay: seconds to wait before each retry.
+        retry_delay: seconds to wait before the first retry.
+        retry_backoff: factor by which each further retry waits longer.
+        retry_max_delay: the longest wait between two attempts.
+        retry_jitter: a random fraction of the wait added or taken away, so that
+            many processors failing together do not retry in lockstep.
+        retry_on: the exception types (or their qualified names) worth a retry;
+            empty (the default) retries every exception. An ``UpstreamError`` is
+            never retried: running again cannot mend an input.
         instances: how many copies run in parallel, sharing the inputs: each
             input value goes to exactly one instance. Output order across
             instances is not kept, and a re-run instance may write a value twice.
@@ -85,6 +99,10 @@ class Processor:
     wait: bool = False
     retries: int = 0
     retry_delay: float = 1.0
+    retry_backoff: float = 2.0
+    retry_max_delay: float = 60.0
+    retry_jitter: float = 0.1
+    retry_on: Sequence[str] = ()
     instances: int = 1
 
     def __post_init__(self) -> None:
@@ -98,9 +116,19 @@ class Processor:
         if both:
             msg = f"processor {self.name!r} both reads and writes {sorted(both)}"
             raise ValueError(msg)
-        if self.retries < 0 or self.retry_delay < 0:
-            msg = f"retries and retry_delay of processor {self.name!r} must be >= 0"
+        if self.retries < 0 or self.retry_delay < 0 or self.retry_max_delay < 0:
+            msg = (
+                f"retries, retry_delay and retry_max_delay of processor "
+                f"{self.name!r} must be >= 0"
+            )
             raise ValueError(msg)
+        if self.retry_backoff < 1 or not 0 <= self.retry_jitter <= 1:
+            msg = (
+                f"processor {self.name!r} needs retry_backoff >= 1 and retry_jitter "
+                f"between 0 and 1, got {self.retry_backoff!r} and {self.retry_jitter!r}"
+            )
+            raise ValueError(msg)
+        object.__setattr__(self, "retry_on", _exception_names(self.name, self.retry_on))
         if not self.instances >= 1:
             count = self.instances
             msg = f"processor {self.name!r} needs at least 1 instance, not {count}"
@@ -108,6 +136,18 @@ class Processor:
         if self.instances > 1 and "#" in self.name:
             msg = f"scaled-out processor {self.name!r}: its name cannot contain '#'"
             raise ValueError(msg)
+
+    def retries_on(self, exc: BaseException) -> bool:
+        """Tell whether the retry policy covers ``exc``."""
+        if not self.retry_on:
+            return True
+        return any(_qualified(cls) in self.retry_on for cls in type(exc).__mro__)
+
+    def retry_wait(self, retry: int) -> float:
+        """Return the seconds to wait before retry number ``retry`` (1, 2, ...)."""
+        delay = self.retry_delay * self.retry_backoff ** (retry - 1)
+        delay = min(delay, self.retry_max_delay)
+        return max(0.0, delay * (1 + self.retry_jitter * random.uniform(-1, 1)))
 
     def __call__(self, func: F) -> F:
         """Register ``func`` as this process's implementation of the processor."""
@@ -126,12 +166,11 @@ def processor(
     inputs: Sequence[str] = (),
     outputs: Sequence[str] = (),
     name: str | None = None,
-    wait: bool = False,
-    retries: int = 0,
-    retry_delay: float = 1.0,
-    instances: int = 1,
+    **options: Any,
 ) -> Callable[[Callable[..., Any]], Processor]:
     """Declare and implement a processor in one step, named after the function.
+
+    ``options`` are the other arguments of ``Processor`` (``wait``, ``retries``...).
 
     Returns:
         A decorator that registers the function and returns the ``Processor``.
@@ -139,18 +178,35 @@ def processor(
 
     def decorate(func: Callable[..., Any]) -> Processor:
         declaration = Processor(
-            name=name or func.__name__,
-            inputs=inputs,
-            outputs=outputs,
-            wait=wait,
-            retries=retries,
-            retry_delay=retry_delay,
-            instances=instances,
+            name=name or func.__name__, inputs=inputs, outputs=outputs, **options
         )
         declaration(func)
         return declaration
 
     return decorate
+
+
+def _qualified(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _exception_names(owner: str, types_: Sequence[object]) -> tuple[str, ...]:
+    """Name the exception types of a retry policy, so the declaration serializes."""
+    if isinstance(types_, str | type):
+        types_ = (types_,)
+    names = []
+    for item in types_:
+        if isinstance(item, type) and issubclass(item, BaseException):
+            names.append(_qualified(item))
+        elif isinstance(item, str) and item:
+            names.append(item if "." in item else f"builtins.{item}")
+        else:
+            msg = (
+                f"retry_on of processor {owner!r} takes exception types or their "
+                f"qualified names, got {item!r}"
+            )
+            raise TypeError(msg)
+    return tuple(sorted(set(names)))
 
 
 class Implementation:

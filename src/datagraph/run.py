@@ -6,10 +6,11 @@ from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
+import msgspec
 
 from . import _plan
 from ._errors import Failure, encode_failure
-from ._plan import ProcessorState
+from ._jobs import HISTORY, dispatch_ready, dispatched_state, jobs_of, settle
 from ._streams import CANCELLED_FIELD, dispatch_claim, done_stream, state_field
 from .exceptions import RunCancelledError, RunFailedError, UpstreamError
 from .io import IO
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from ._context import RunContext
-    from ._plan import Plan
+    from ._plan import Plan, ProcessorState
 
 __all__ = ("Run", "RunStatus")
 
@@ -65,28 +66,31 @@ class Run(dict[str, IO[Any]]):
     async def states(self) -> dict[str, ProcessorState]:
         """Return the recorded state of each processor.
 
-        A scaled-out processor that has not finished shows its busiest instance:
-        running (or retrying) while any instance is.
+        Jobs whose lease or dispatch has lapsed are settled first (taken over, or
+        recorded as failed), so what comes back is never a lost processor shown
+        as running. A scaled-out processor that has not finished shows its
+        busiest instance: running (or retrying) while any instance is.
+
+        Raises:
+            RunNotFoundError: the run was deleted or has expired.
         """
-        wanted = {
-            proc.name: [state_field(proc.name)]
-            + [state_field(proc.name, i) for i in range(proc.instances)]
-            * (proc.instances > 1)
-            for proc in self.plan.processors
-        }
-        fields = await self._ctx.store.get_fields(
-            self.id, [f for names in wanted.values() for f in names]
-        )
-        states = {}
-        for name, (own, *instances) in wanted.items():
-            state = (
-                _plan.decode_state(fields[own]) if own in fields else ProcessorState()
-            )
-            if instances and not state.finished:
-                live = [_plan.decode_state(fields[f]) for f in instances if f in fields]
+        ctx = self._ctx
+        jobs = list(ctx.plan.jobs)
+        scaled = [p.name for p in self.plan.processors if p.instances > 1]
+        states = await ctx.job_states(jobs, also=scaled)
+        if await settle(ctx, {job: states[job] for job in jobs}):
+            states = await ctx.job_states(jobs, also=scaled)
+        result = {}
+        for proc in self.plan.processors:
+            if proc.instances == 1:
+                result[proc.name] = states[proc.name]
+                continue
+            state = states[proc.name]
+            if not state.finished:
+                live = [states[job] for job in jobs_of(proc)]
                 state = max(live, key=_liveliness, default=state)
-            states[name] = state
-        return states
+            result[proc.name] = state
+        return result
 
     async def snapshot(self) -> RunSnapshot:
         """Return the live figures of every stream and processor of the run."""
@@ -127,11 +131,15 @@ class Run(dict[str, IO[Any]]):
     async def status(
         self, states: Mapping[str, ProcessorState] | None = None
     ) -> RunStatus:
-        """Return where the run stands as a whole."""
+        """Return where the run stands as a whole.
+
+        Raises:
+            RunNotFoundError: the run was deleted or has expired.
+        """
+        found = list((states or await self.states()).values())
         if await self._is_cancelled():
             return "cancelled"
-        found = list((states or await self.states()).values())
-        if any(s.status == "failed" for s in found):
+        if any(s.status in ("failed", "cancelled") for s in found):
             return "failed"
         if all(s.status == "done" for s in found):
             return "succeeded"
@@ -141,18 +149,19 @@ class Run(dict[str, IO[Any]]):
 
     async def errors(self) -> dict[str, UpstreamError]:
         """Return the failure of each failed (or cancelled) processor, by name."""
-        return {
-            name: state.error.to_exception()
-            for name, state in (await self.states()).items()
-            if state.error is not None and state.status in ("failed", "cancelled")
-        }
+        return _errors(await self.states())
 
     async def wait(self, timeout: float | None = None) -> None:
         """Wait until every processor has finished.
 
+        Never waits on a lost processor for longer than its lease: it is taken
+        over or reported, as ``states()`` says.
+
         Raises:
-            RunFailedError: some processors failed; ``.errors`` says how.
+            RunFailedError: some processors failed or were lost; ``.errors``
+                says how.
             RunCancelledError: the run was cancelled.
+            RunNotFoundError: the run was deleted or expired meanwhile.
             TimeoutError: ``timeout`` seconds passed first.
         """
         with anyio.fail_after(timeout):
@@ -164,9 +173,18 @@ class Run(dict[str, IO[Any]]):
                             pass
                 except UpstreamError:
                     pass  # reported below, from the recorded states
-        errors = await self.errors()
+        states = await self.states()
+        errors = _errors(states)
         if await self._is_cancelled():
             raise RunCancelledError(self.id, errors)
+        for name, state in states.items():
+            if state.status != "done" and name not in errors:
+                # Ended without a recorded failure: never report success then.
+                errors[name] = UpstreamError(
+                    processor=name,
+                    error_type="Unfinished",
+                    message=f"processor {name!r} ended as {state.status!r}",
+                )
         if errors:
             raise RunFailedError(self.id, errors)
 
@@ -174,8 +192,8 @@ class Run(dict[str, IO[Any]]):
         """Stop every processor of the run, wherever it runs.
 
         Streams that have not ended end with a ``Cancelled`` failure, processors
-        not yet started never start, and running ones stop at their next read or
-        write (at the latest within ``read_timeout``).
+        not yet started never start, and running ones stop within
+        ``read_timeout`` (a second by default).
         """
         ctx = self._ctx
         await ctx.store.set_fields(self.id, {CANCELLED_FIELD: b"1"})
@@ -189,21 +207,91 @@ class Run(dict[str, IO[Any]]):
             await ctx.store.end(self.id, stream, error)
         states = await self.states()
         for proc in self.plan.processors:
+            state = states[proc.name]
             # A waiting processor claimed here can no longer be dispatched.
-            unstarted = states[proc.name].status == "pending" and (
-                not proc.wait
-                or await ctx.store.claim(self.id, dispatch_claim(proc.name))
-            )
-            if proc.wait and unstarted:
-                state = _plan.ProcessorState(status="cancelled", error=failure)
+            if not (proc.wait and state.status == "pending"):
+                continue
+            if await ctx.store.claim(self.id, dispatch_claim(proc.name, state.round)):
+                cancelled = msgspec.structs.replace(
+                    state, status="cancelled", error=failure
+                )
                 await ctx.store.set_fields(
-                    self.id, {state_field(proc.name): _plan.encode(state)}
+                    self.id, {state_field(proc.name): _plan.encode(cancelled)}
                 )
                 await ctx.store.end(self.id, done_stream(proc.name), error)
+
+    async def resume(self) -> list[str]:
+        """Run again the processors that failed, were lost or were cancelled.
+
+        Completed streams are kept; the streams of the processors run again are
+        reopened, and their re-runs continue them by position (what is already
+        there is not written twice). Processors still running are left alone.
+        Their inputs must still be whole: a run that trimmed them cannot resume.
+
+        Returns:
+            The names of the processors dispatched again.
+        """
+        ctx = self._ctx
+        states = await self.states()
+        again = [
+            proc
+            for proc in self.plan.processors
+            if states[proc.name].status in ("failed", "cancelled")
+        ]
+        if not again:
+            return []
+        await ctx.store.delete_fields(self.id, [CANCELLED_FIELD])
+        previous = await ctx.job_states(
+            [job for p in again for job in jobs_of(p)],
+            also=[p.name for p in again if p.instances > 1],
+        )
+        fields: dict[str, bytes] = {}
+        for proc in again:
+            for stream in (*proc.outputs, done_stream(proc.name)):
+                await ctx.store.reopen(self.id, stream)
+            for job in {proc.name, *jobs_of(proc)}:
+                new = _resumed(previous[job])
+                if not proc.wait and job in ctx.plan.jobs:
+                    new = dispatched_state(ctx, job, new)
+                field = state_field(proc.name) if job == proc.name else None
+                fields[field or ctx.field_of(job)] = _plan.encode(new)
+        await ctx.store.set_fields(self.id, fields)
+        for proc in again:
+            if not proc.wait:
+                for job in jobs_of(proc):
+                    await ctx.executor.dispatch(self.id, job)
+        await dispatch_ready(ctx, [s for p in again if p.wait for s in p.inputs])
+        return [proc.name for proc in again]
 
     async def _is_cancelled(self) -> bool:
         fields = await self._ctx.store.get_fields(self.id, [CANCELLED_FIELD])
         return CANCELLED_FIELD in fields
+
+
+def _errors(states: Mapping[str, ProcessorState]) -> dict[str, UpstreamError]:
+    return {
+        name: state.error.to_exception()
+        for name, state in states.items()
+        if state.error is not None and state.status in ("failed", "cancelled")
+    }
+
+
+def _resumed(state: ProcessorState) -> ProcessorState:
+    """Return the state of a finished job about to run again in the next round."""
+    history = state.history
+    if state.error is not None:
+        history = (*history, state.error)[-HISTORY:]
+    return msgspec.structs.replace(
+        state,
+        status="pending",
+        ended=None,
+        error=None,
+        heartbeat=0.0,
+        dispatched=None,
+        epoch=state.epoch + 1,
+        round=state.round + 1,
+        history=history,
+    )
 
 
 _LIVELINESS = {"running": 4, "retrying": 3, "failed": 2, "pending": 0}

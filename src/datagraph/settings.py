@@ -46,6 +46,9 @@ class Settings:
     #: Seconds a dispatched processor may wait for a worker to start it before
     #: the run fails (no running service implements it, or none serves its queue).
     dispatch_timeout: float = 300.0
+    #: Most times one processor of a run is taken over after its worker was lost
+    #: before the run fails instead (a job that kills every worker it runs on).
+    takeovers: int = 25
     #: Secret that signs pickled entries; setting it selects the pickle serializer.
     pickle_secret: str | None = None
 
@@ -61,9 +64,9 @@ class Settings:
             if not (isinstance(value, int | float) and value > 0):
                 msg = f"setting {name} must be a positive number, got {value!r}"
                 raise ValueError(msg)
-        for name in ("batch_size", "share_size", "window"):
+        for name in ("batch_size", "share_size", "window", "takeovers"):
             size: object = getattr(self, name)  # checked: it may come from env
-            least = 0 if name == "window" else 1
+            least = 0 if name in ("window", "takeovers") else 1
             if not (isinstance(size, int) and size >= least):
                 msg = f"setting {name} must be an integer >= {least}, got {size!r}"
                 raise ValueError(msg)

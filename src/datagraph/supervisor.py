@@ -13,9 +13,21 @@ from fast_depends.core import CallModel, build_call_model
 
 from . import _plan
 from ._context import RunContext
-from ._runtime import ProcessorRun, dispatch, dispatch_ready
-from ._streams import KEEP_ALL_FIELD, PLAN_FIELD, parse_job, state_field
-from .exceptions import MissingInputError, RunNotFoundError, SerializationError
+from ._jobs import dispatch_ready, dispatched_state, jobs_of
+from ._runtime import ProcessorRun
+from ._streams import (
+    CREATED_FIELD,
+    KEEP_ALL_FIELD,
+    PLAN_FIELD,
+    TAKEOVER_FIELD,
+    state_field,
+)
+from .exceptions import (
+    MissingInputError,
+    ProcessorNotFoundError,
+    RunNotFoundError,
+    SerializationError,
+)
 from .executors import Executor, LocalExecutor
 from .io import IOVal
 from .run import Run
@@ -95,7 +107,8 @@ class Supervisor:
         #: Replacements of dependencies, as in ``dependency_provider.override()``.
         self.dependency_provider = Provider()
         self._models: dict[int, tuple[Implementation, CallModel]] = {}
-        self._plans: OrderedDict[str, _plan.Plan] = OrderedDict()
+        # Each run's plan, and whether it may be taken over, as loaded once.
+        self._plans: OrderedDict[str, tuple[_plan.Plan, bool]] = OrderedDict()
 
     def _open_store(self) -> Store:
         s = self.settings
@@ -164,23 +177,36 @@ class Supervisor:
             cached = self._models[id(impl)] = (impl, model)
         return cached[1]
 
-    def _context(self, run_id: str, plan: _plan.Plan) -> RunContext:
-        return RunContext(run_id, plan, self.store, self.serializer, self.settings)
+    async def _context(self, run_id: str) -> RunContext:
+        """Return the context of an existing run, its plan loaded (once).
 
-    async def _load_plan(self, run_id: str) -> _plan.Plan:
-        plan = self._plans.get(run_id)
-        if plan is None:
-            fields = await self.store.get_fields(run_id, [PLAN_FIELD])
+        Raises:
+            RunNotFoundError: the store holds no such run (any more).
+        """
+        cached = self._plans.get(run_id)
+        if cached is None:
+            fields = await self.store.get_fields(run_id, [PLAN_FIELD, TAKEOVER_FIELD])
             if PLAN_FIELD not in fields:
                 msg = f"no run {run_id!r} in {self.store!r} (never started, or expired)"
                 raise RunNotFoundError(msg)
-            plan = _plan.decode_plan(fields[PLAN_FIELD])
-            self._remember_plan(run_id, plan)
-        return plan
+            cached = _plan.decode_plan(fields[PLAN_FIELD]), TAKEOVER_FIELD in fields
+            self._remember_plan(run_id, *cached)
+        return self._new_context(run_id, *cached)
 
-    def _remember_plan(self, run_id: str, plan: _plan.Plan) -> None:
+    def _new_context(self, run_id: str, plan: _plan.Plan, takeover: bool) -> RunContext:
+        return RunContext(
+            run_id,
+            plan,
+            self.store,
+            self.serializer,
+            self.settings,
+            self.executor,
+            takeover,
+        )
+
+    def _remember_plan(self, run_id: str, plan: _plan.Plan, takeover: bool) -> None:
         """Cache a run's plan, forgetting the oldest past ``_CACHED_PLANS``."""
-        self._plans[run_id] = plan
+        self._plans[run_id] = plan, takeover
         if len(self._plans) > _CACHED_PLANS:
             self._plans.popitem(last=False)
 
@@ -219,26 +245,34 @@ class Supervisor:
         }
 
         run_id = uuid.uuid4().hex
-        self._remember_plan(run_id, plan)
-        ctx = self._context(run_id, plan)
-        now = time.time()
-        pending = _plan.encode(_plan.ProcessorState(status="pending"))
+        takeover = self.executor.takes_over
+        self._remember_plan(run_id, plan, takeover)
+        ctx = self._new_context(run_id, plan, takeover)
+        # Streaming processors are recorded as dispatched from the start, so a
+        # job no worker picks up shows where it waits, and fails in time.
+        pending = _plan.ProcessorState()
+        states = {state_field(p.name): _plan.encode(pending) for p in plan.processors}
+        streaming = [job for p in plan.processors if not p.wait for job in jobs_of(p)]
+        states.update(
+            (ctx.field_of(job), _plan.encode(dispatched_state(ctx, job)))
+            for job in streaming
+        )
         await self.store.set_fields(
             run_id,
             {
                 PLAN_FIELD: _plan.encode(plan),
-                "created": str(now).encode(),
+                CREATED_FIELD: str(time.time()).encode(),
                 **({KEEP_ALL_FIELD: b"1"} if all_outputs else {}),
-                **{state_field(p.name): pending for p in plan.processors},
+                **({TAKEOVER_FIELD: b"1"} if takeover else {}),
+                **states,
             },
         )
         for name, (count, data) in encoded.items():
             await self.store.append(run_id, name, 0, count, data)
             await self.store.end(run_id, name)
-        for proc in plan.processors:
-            if not proc.wait:
-                await dispatch(self.executor, run_id, proc)
-        await dispatch_ready(ctx, self.executor, plan.inputs)
+        for job in streaming:
+            await self.executor.dispatch(run_id, job)
+        await dispatch_ready(ctx, plan.inputs)
         outputs = plan.streams if all_outputs else plan.outputs
         return Run(ctx, outputs)
 
@@ -287,8 +321,9 @@ class Supervisor:
         Raises:
             RunNotFoundError: the store holds no such run.
         """
-        plan = await self._load_plan(run_id)
-        return Run(self._context(run_id, plan), plan.outputs)
+        ctx = await self._context(run_id)
+        await ctx.job_states([])  # still there, although its plan was cached?
+        return Run(ctx, ctx.plan.outputs)
 
     async def list_runs(self) -> list[Run]:
         """Return handles on the runs in the store, oldest first."""
@@ -306,7 +341,7 @@ class Supervisor:
         Raises:
             RunNotFoundError: the store holds no such run.
         """
-        await self._load_plan(run_id)
+        await self._context(run_id)
         await self.store.delete_run(run_id)
         self._plans.pop(run_id, None)
 
@@ -318,14 +353,9 @@ class Supervisor:
         one. Errors of the processor are recorded in the store (and end its
         streams), not raised.
         """
-        plan = await self._load_plan(run_id)
-        name, instance = parse_job(job)
-        processor = plan.by_name.get(name)
-        if processor is None or (instance is not None) != (processor.instances > 1):
-            msg = (
-                f"run {run_id} has no job {job!r}; its processors: {list(plan.by_name)}"
-            )
-            raise LookupError(msg)
-        ctx = self._context(run_id, plan)
-        run = ProcessorRun(ctx, processor, self.executor, self._call_model, instance)
-        await run.run()
+        ctx = await self._context(run_id)
+        if job not in ctx.plan.jobs:
+            msg = f"run {run_id} has no job {job!r}; its jobs: {list(ctx.plan.jobs)}"
+            raise ProcessorNotFoundError(msg)
+        processor, instance = ctx.plan.jobs[job]
+        await ProcessorRun(ctx, processor, self._call_model, instance).run()

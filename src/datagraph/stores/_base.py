@@ -110,6 +110,17 @@ class Store(ABC):
         """
 
     @abstractmethod
+    async def reopen(self, run_id: str, stream: str) -> bool:
+        """Take back a stream's end (and its failure), keeping every value.
+
+        For a run resumed after a failure: the processor running again continues
+        the stream by position.
+
+        Returns:
+            True if the stream had ended, False if it was open.
+        """
+
+    @abstractmethod
     async def append_at_end(
         self, run_id: str, stream: str, count: int, data: bytes
     ) -> int:
@@ -192,6 +203,10 @@ class Store(ABC):
 
         Fields that are not set are left out; an unknown run gives ``{}``.
         """
+
+    @abstractmethod
+    async def delete_fields(self, run_id: str, names: Sequence[str]) -> None:
+        """Remove metadata fields of a run (those not set are ignored)."""
 
     @abstractmethod
     async def claim(self, run_id: str, name: str) -> bool:

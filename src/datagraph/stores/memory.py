@@ -160,6 +160,16 @@ class MemoryStore(Store):
         s.wake()
         return True
 
+    async def reopen(self, run_id: str, stream: str) -> bool:
+        """Take back the stream's end; see ``Store.reopen``."""
+        await anyio.lowlevel.checkpoint()
+        s = self._stream(run_id, stream)
+        if not s.ended:
+            return False
+        s.ended, s.error = False, None
+        s.wake()
+        return True
+
     async def read(
         self,
         run_id: str,
@@ -269,6 +279,14 @@ class MemoryStore(Store):
         if names is None:
             return dict(run.fields)
         return {n: run.fields[n] for n in names if n in run.fields}
+
+    async def delete_fields(self, run_id: str, names: Sequence[str]) -> None:
+        """Remove metadata fields of a run."""
+        await anyio.lowlevel.checkpoint()
+        run = self._run(run_id, write=True)
+        assert run is not None
+        for name in names:
+            run.fields.pop(name, None)
 
     async def claim(self, run_id: str, name: str) -> bool:
         """Claim ``name`` in the run; True for the first caller only."""

@@ -244,6 +244,21 @@ return {1, length, touch(KEYS[1], ARGV[1])}
 """
 )
 
+# KEYS as for append. ARGV: ttl_ms, the writer's wake stream. Deletes the end
+# marker; the stream keeps its length (its last id stays that of the marker).
+# Returns 1 if the stream had ended, else 0.
+_REOPEN_LUA = (
+    _LUA_LIB
+    + """
+local length, ended = last_entry(KEYS[1])
+if not ended then return 0 end
+redis.call('XDEL', KEYS[1], string.format('%d-1', length))
+notify(KEYS[3], ARGV[2])
+touch(KEYS[1], ARGV[1])
+return 1
+"""
+)
+
 # KEYS as for append. ARGV: count, data, ttl_ms, the writer's wake stream.
 # Returns {status, length (= the batch's start), fresh}; status 0 written (or
 # nothing to write), 2 ended.
@@ -419,6 +434,7 @@ class _Scripts:
     def __init__(self) -> None:
         self.append = _script(_APPEND_LUA)
         self.end = _script(_END_LUA)
+        self.reopen = _script(_REOPEN_LUA)
         self.read = _script(_READ_LUA)
         self.append_at_end = _script(_APPEND_AT_END_LUA)
         self.take = _script(_TAKE_LUA)
@@ -1017,6 +1033,21 @@ class RedisStore(Store):
             session.wake(keys.tracked)
         return bool(ended)
 
+    async def reopen(self, run_id: str, stream: str) -> bool:
+        """Take back the stream's end; see ``Store.reopen``."""
+        keys = self._keys_of(run_id, stream)
+        operation = f"reopen stream {stream!r} of run {run_id}"
+        session, client = await self._client(operation)
+        with self._errors(operation):
+            reopened = await client.invoke_script(
+                self._scripts.reopen,
+                keys=[keys.stream, keys.keyset, keys.watchers],
+                args=[self._ttl_ms, session.wake_key],
+            )
+        if reopened:
+            session.wake(keys.tracked)
+        return bool(reopened)
+
     async def append_at_end(
         self, run_id: str, stream: str, count: int, data: bytes
     ) -> int:
@@ -1244,6 +1275,15 @@ class RedisStore(Store):
                 return {}
             values = await client.hmget(key, list(names))
         return {n: v for n, v in zip(names, values, strict=True) if v is not None}
+
+    async def delete_fields(self, run_id: str, names: Sequence[str]) -> None:
+        """Remove metadata fields of a run (HDEL); see ``Store.delete_fields``."""
+        if not names:
+            return
+        operation = f"delete fields of run {run_id}"
+        _, client = await self._client(operation)
+        with self._errors(operation):
+            await client.hdel(_keys.meta_key(self.prefix, run_id), list(names))
 
     async def claim(self, run_id: str, name: str) -> bool:
         """Claim ``name`` within a run (HSETNX); see ``Store.claim``."""

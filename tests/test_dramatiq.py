@@ -19,7 +19,14 @@ import pytest
 from dramatiq.brokers.stub import StubBroker
 
 from _dramatiq_workers import ROOT, dramatiq_workers, worker_env
-from datagraph import Flow, IOVal, Processor, RunCancelledError, Supervisor
+from datagraph import (
+    Flow,
+    IOVal,
+    Processor,
+    RunCancelledError,
+    RunFailedError,
+    Supervisor,
+)
 from datagraph.exceptions import DatagraphError, ExecutorError
 from datagraph.executors import DramatiqExecutor
 from datagraph.executors.dramatiq import actor_name
@@ -116,6 +123,33 @@ async def test_a_flow_runs_across_two_dramatiq_services(
         "dq_double": "done",
         "dq_increment": "done",
     }
+
+
+@pytest.mark.anyio
+@pytest.mark.redis
+async def test_a_processor_no_service_implements_waits_visibly_then_fails(
+    services: Services,
+) -> None:
+    broker = shared.broker(services.redis_url, services.prefix)
+    starter = Supervisor(
+        redis_config={"url": services.redis_url, "prefix": services.prefix},
+        executor=DramatiqExecutor(broker),
+        dispatch_timeout=1.5,
+    )
+    with anyio.fail_after(TIMEOUT):
+        run = await starter.start_flow(shared.ORPHANED, inputs=[IOVal("dq_n", 3)])
+        waiting = (await run.states())["dq_orphan"]
+        assert waiting.status == "pending"
+        assert waiting.where == "dramatiq queue 'datagraph.dq_orphan'"
+        with pytest.raises(RunFailedError) as caught:
+            await run.wait()
+    error = caught.value.errors["dq_orphan"]
+    assert error.error_type == "DispatchTimeout"
+    assert "datagraph.dq_orphan" in error.message
+    assert list(caught.value.errors) == ["dq_orphan"]  # dq_source ran on its worker
+    await starter.delete_run(run.id)
+    await starter.aclose()
+    broker.close()
 
 
 @pytest.mark.anyio

@@ -25,9 +25,13 @@ fan = [
     Processor(name=f"dq_fan{i}", inputs=["dq_fan"], outputs=[f"dq_fan_out{i}"])
     for i in range(FAN)
 ]
+#: Implemented by no service.
+orphan = Processor(name="dq_orphan", inputs=["dq_numbers"], outputs=["dq_nowhere"])
 
 #: Split across the services: source and increment in one, double in the other.
 FLOW = Flow.from_processors(source, double, increment).resolve()
+#: Waits for dq_orphan, which no running service implements.
+ORPHANED = Flow.from_processors(source, orphan).resolve()
 #: A processor that never ends by itself (for cancel).
 ENDLESS = Flow.from_processors(endless).resolve()
 #: 12 processors, all served by one worker process of 2 threads.

@@ -165,14 +165,20 @@ class Run(dict[str, IO[Any]]):
             TimeoutError: ``timeout`` seconds passed first.
         """
         with anyio.fail_after(timeout):
-            for proc in self.plan.processors:
-                done = IO[Any](self._ctx, done_stream(proc.name))
-                try:
-                    async with aclosing(done.chunks()) as chunks:
-                        async for _ in chunks:
-                            pass
-                except UpstreamError:
-                    pass  # reported below, from the recorded states
+            async with anyio.create_task_group() as tg:
+                # Reading a done stream watches only its own processor's lease:
+                # settle every job meanwhile, so that processors lost together
+                # are acted on together, not one lease after another.
+                tg.start_soon(self._settle_every_read_timeout)
+                for proc in self.plan.processors:
+                    done = IO[Any](self._ctx, done_stream(proc.name))
+                    try:
+                        async with aclosing(done.chunks()) as chunks:
+                            async for _ in chunks:
+                                pass
+                    except UpstreamError:
+                        pass  # reported below, from the recorded states
+                tg.cancel_scope.cancel()
         states = await self.states()
         errors = _errors(states)
         if await self._is_cancelled():
@@ -187,6 +193,11 @@ class Run(dict[str, IO[Any]]):
                 )
         if errors:
             raise RunFailedError(self.id, errors)
+
+    async def _settle_every_read_timeout(self) -> None:
+        while True:
+            await anyio.sleep(self._ctx.settings.read_timeout)
+            await self.states()
 
     async def cancel(self) -> None:
         """Stop every processor of the run, wherever it runs.

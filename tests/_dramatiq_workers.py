@@ -28,6 +28,8 @@ class DramatiqWorker:
 
     def __init__(self, module: str, args: list[str], env: Mapping[str, str]) -> None:
         self.module = module
+        self.args = args
+        self.env = dict(env)
         self.processes = int(args[args.index("--processes") + 1])
         self.lines: list[str] = []
         self._ready = threading.Semaphore(0)
@@ -68,6 +70,38 @@ class DramatiqWorker:
                 msg = f"{self} did not boot in {BOOT_TIMEOUT} s:\n{self.log()}"
                 raise RuntimeError(msg)
 
+    def children(self) -> list[int]:
+        """The pids of the worker processes the main process forked."""
+        path = Path(f"/proc/{self.pid}/task/{self.pid}/children")
+        try:
+            return sorted(int(pid) for pid in path.read_text().split())
+        except OSError:  # the main process is gone
+            return []
+
+    def kill_child(self, pid: int) -> None:
+        """SIGKILL one worker process (Dramatiq's main process then shuts down)."""
+        if pid not in self.children():
+            msg = f"{pid} is not a worker process of {self}"
+            raise ValueError(msg)
+        os.kill(pid, signal.SIGKILL)
+
+    def kill(self) -> None:
+        """SIGKILL the whole worker: the main process and its worker processes."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+        self._reader.join(5)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+    def restart(self, *, wait: bool = True) -> DramatiqWorker:
+        """Start the same command again (after it died), as a process manager does."""
+        self.stop()
+        worker = DramatiqWorker(self.module, self.args, self.env)
+        if wait:
+            worker.wait_ready()
+        return worker
+
     def log(self) -> str:
         """Everything the worker printed so far."""
         return "\n".join(self.lines)
@@ -82,6 +116,8 @@ class DramatiqWorker:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
+        with contextlib.suppress(ProcessLookupError):  # whatever is left of it
+            os.killpg(self.process.pid, signal.SIGKILL)
         self._reader.join(5)
         if self.process.stdout is not None:
             self.process.stdout.close()

@@ -1,0 +1,214 @@
+"""Crash recovery: workers SIGKILLed at random moments of one run lose nothing.
+
+One flow split across two services (tests/crash_services): the source and the
+last stage in service A, the consumer in service B, each service served by two
+workers. During one run, ten workers are SIGKILLed, pool children and whole
+workers (started again at once, as a process manager would), at random moments:
+the first takes the worker running the source while its consumer is mid-stream,
+the second the one running the consumer. Recovery needs no
+coordinator: a live peer (a reader, the test's ``wait()``) sees the dead job's
+lease expire and dispatches it again through the executor; the re-run rewrites
+its outputs by position and the store keeps what it had. The run must end with
+exactly the expected multiset of values, and each taken-over processor must run
+again within lease + 5 s of its kill.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+import uuid
+from collections import Counter
+from contextlib import ExitStack
+from typing import TYPE_CHECKING
+
+import anyio
+import pytest
+
+from _crash import Crasher, crash_env, expected, slow_down, speed_up
+from _dramatiq_workers import DramatiqWorker, worker_env
+from crash_services import dramatiq_app, flow
+from datagraph import IOVal, RunFailedError, Supervisor
+from datagraph.executors import DramatiqExecutor
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+    from _crash import Worker
+
+pytestmark = [pytest.mark.anyio, pytest.mark.redis, pytest.mark.timeout(120)]
+
+LEASE = 2.0
+KILLS = 10
+N = 20_000
+DISPATCH_TIMEOUT = 3.0
+
+
+class Cluster:
+    """Both services' workers and the test process's supervisor, one engine."""
+
+    def __init__(
+        self,
+        redis_url: str,
+        crash_dir: Path,
+        backend: str,
+        stack: ExitStack,
+    ) -> None:
+        self.crash_dir = crash_dir
+        self.prefix = f"dgtest-crash-{uuid.uuid4().hex[:8]}"
+        env = worker_env(
+            DG_TEST_REDIS_URL=redis_url,
+            DG_TEST_PREFIX=self.prefix,
+            DATAGRAPH_WORKER_BACKEND=backend,
+            dramatiq_worker_timeout="100",  # idle workers poll every 0.1 s at most
+            **crash_env(crash_dir, LEASE),
+        )
+        args = ["--processes", "1", "--threads", "2"]
+        self.workers: dict[str, Worker] = {
+            f"{service}{i}": DramatiqWorker(
+                f"tests.crash_services.dramatiq_{service.lower()}", args, env
+            )
+            for service in "AB"
+            for i in (1, 2)
+        }
+        stack.callback(self.stop)
+        for worker in self.workers.values():
+            assert isinstance(worker, DramatiqWorker)
+            worker.wait_ready()
+        self.broker = dramatiq_app.broker(redis_url, self.prefix)
+        stack.callback(self.broker.close)
+        self.redis_url = redis_url
+        self.respawns_children = False  # a dead worker process stops Dramatiq
+
+    def supervisor(self, dispatch_timeout: float) -> Supervisor:
+        """The test process's supervisor: it starts the run and implements nothing.
+
+        It is a live peer too: its reader and ``wait()`` take lost jobs over.
+        """
+        return Supervisor(
+            redis_config={"url": self.redis_url, "prefix": self.prefix},
+            executor=DramatiqExecutor(self.broker),
+            lease=LEASE,
+            read_timeout=0.2,
+            dispatch_timeout=dispatch_timeout,
+        )
+
+    def stop(self) -> None:
+        for worker in self.workers.values():
+            worker.kill()
+
+    def log(self) -> str:
+        return "\n".join(
+            f"--- {name}\n{w.log()}"
+            for name, w in self.workers.items()
+            if isinstance(w, DramatiqWorker)
+        )
+
+
+@pytest.fixture
+def cluster(
+    redis_url: str, tmp_path: Path, anyio_backend: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Cluster]:
+    for name, value in crash_env(tmp_path, LEASE).items():
+        monkeypatch.setenv(name, value)
+    with ExitStack() as stack:
+        yield Cluster(redis_url, tmp_path, anyio_backend, stack)
+
+
+async def test_ten_kills_during_one_run_lose_and_duplicate_nothing(
+    cluster: Cluster,
+) -> None:
+    seed = int(os.environ.get("DG_CRASH_SEED", random.randrange(1 << 32)))
+    print(f"\ncrash test seed: {seed} (DG_CRASH_SEED={seed} repeats it)")
+    slow_down(cluster.crash_dir)
+    # Long enough for a killed worker to boot again before its jobs time out.
+    supervisor = cluster.supervisor(dispatch_timeout=30)
+    run = await supervisor.start_flow(flow.FLOW, inputs=[IOVal("cr_n", N)])
+    crasher = Crasher(
+        run,
+        cluster.workers,
+        cluster.crash_dir,
+        respawns_children=cluster.respawns_children,
+        lease=LEASE,
+        rng=random.Random(seed),
+    )
+    values: list[int] = []
+
+    first = anyio.Event()
+
+    async def read() -> None:
+        async for value in run["cr_out"].stream():
+            values.append(value)
+            first.set()
+
+    started = time.monotonic()
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(read)
+            # The consumer is mid-stream before anything is killed.
+            await crasher.wait_running(*(p.name for p in flow.FLOW.plan.processors))
+            with anyio.fail_after(10):
+                await first.wait()
+            await crasher.chaos(KILLS)
+            speed_up(cluster.crash_dir)
+            with anyio.fail_after(60):
+                await run.wait()
+    finally:
+        print(crasher.report())
+    elapsed = time.monotonic() - started
+    got, want = Counter(values), expected(N)
+    lost, duplicated = want - got, got - want
+    recoveries = sorted(s for k in crasher.kills for s in k.recovered.values())
+    print(
+        f"kills survived: {len(crasher.kills)}; values lost: {sum(lost.values())}, "
+        f"duplicated: {sum(duplicated.values())}; kill to recovery: max "
+        f"{recoveries[-1]:.2f}s, median {recoveries[len(recoveries) // 2]:.2f}s "
+        f"(lease {LEASE:g}s); the run took {elapsed:.1f}s"
+    )
+    assert len(crasher.kills) >= KILLS
+    assert {k.service for k in crasher.kills} == {"A", "B"}
+    assert not lost, f"{sum(lost.values())} values lost"
+    assert not duplicated, f"{sum(duplicated.values())} values duplicated"
+    assert got == want
+    assert await run.status() == "succeeded"
+    assert all(k.recovered for k in crasher.kills)  # every kill hit a running job
+    assert recoveries[-1] <= LEASE + 5, crasher.report()
+    await supervisor.aclose()
+
+
+async def test_a_run_whose_workers_all_die_for_good_ends_failed_naming_them(
+    cluster: Cluster,
+) -> None:
+    slow_down(cluster.crash_dir)
+    supervisor = cluster.supervisor(dispatch_timeout=DISPATCH_TIMEOUT)
+    run = await supervisor.start_flow(flow.FLOW, inputs=[IOVal("cr_n", N)])
+    crasher = Crasher(
+        run,
+        cluster.workers,
+        cluster.crash_dir,
+        respawns_children=cluster.respawns_children,
+        lease=LEASE,
+        rng=random.Random(0),
+    )
+    await crasher.wait_running(*(p.name for p in flow.FLOW.plan.processors))
+    for worker in cluster.workers.values():
+        worker.kill()  # and none comes back
+    killed = time.monotonic()
+    with (
+        anyio.fail_after(LEASE + DISPATCH_TIMEOUT + 10),
+        pytest.raises(RunFailedError) as caught,
+    ):
+        await run.wait()
+    took = time.monotonic() - killed
+    print(f"\nall workers dead: the run failed {took:.2f}s later: {caught.value}")
+    assert took <= LEASE + DISPATCH_TIMEOUT + 2
+    errors = caught.value.errors
+    assert set(errors) == {p.name for p in flow.FLOW.plan.processors}
+    for name, error in errors.items():
+        # Taken over at the lease's end, then not started within the timeout.
+        assert error.error_type == "DispatchTimeout", error
+        assert f"'datagraph.{name}'" in error.message  # the queue it waits in
+    assert await run.status() == "failed"
+    await supervisor.aclose()

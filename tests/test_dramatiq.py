@@ -233,6 +233,11 @@ def test_a_queue_name_dramatiq_refuses_is_an_error_before_the_run_starts() -> No
     assert "queue=" in str(caught.value)  # says how to route it
 
 
+def test_the_memory_store_cannot_be_used_with_dramatiq_workers() -> None:
+    with pytest.raises(ExecutorError, match="MemoryStore"):
+        Supervisor(executor=DramatiqExecutor(StubBroker()))
+
+
 def test_an_unknown_worker_backend_is_a_clear_error() -> None:
     with pytest.raises(ExecutorError, match="'curio'"):
         DramatiqExecutor(StubBroker(), backend="curio")

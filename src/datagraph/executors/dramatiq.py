@@ -22,6 +22,7 @@ import anyio.to_thread
 
 from ..exceptions import ExecutorError
 from ..processor import _registry
+from ..stores.memory import MemoryStore
 from ._base import Executor
 from ._host import WorkerHost
 
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from typing import TypeAlias
 
     from .._plan import Plan
+    from ..supervisor import Supervisor
 
     #: Where processors' messages go: see ``DramatiqExecutor``'s ``queue``.
     Routing: TypeAlias = str | Mapping[str, str] | Callable[[str], str | None] | None
@@ -120,6 +122,24 @@ class DramatiqExecutor(Executor):
 
     def __repr__(self) -> str:
         return f"DramatiqExecutor({self.broker!r}, backend={self.backend!r})"
+
+    def bind(self, supervisor: Supervisor) -> None:
+        """Attach the supervisor; its store must be shared by every process.
+
+        Raises:
+            ExecutorError: the supervisor keeps its runs in a ``MemoryStore``,
+                which no worker process can see; or the executor already serves
+                another supervisor.
+        """
+        if isinstance(supervisor.store, MemoryStore):
+            msg = (
+                "DramatiqExecutor runs processors in other processes, which cannot "
+                "see this process's MemoryStore; attach a shared store, e.g. "
+                "Supervisor.attach(redis_config={'url': 'redis://...'}, "
+                "executor=DramatiqExecutor(broker))"
+            )
+            raise ExecutorError(msg)
+        super().bind(supervisor)
 
     def queue_of(self, processor: str) -> str:
         """Return the queue that runs ``processor`` (see ``queue`` above)."""

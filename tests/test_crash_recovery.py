@@ -20,7 +20,6 @@ import random
 import time
 import uuid
 from collections import Counter
-from contextlib import ExitStack
 from typing import TYPE_CHECKING
 
 import anyio
@@ -30,7 +29,7 @@ from _crash import Crasher, crash_env, expected, slow_down, speed_up
 from _dramatiq_workers import DramatiqWorker, worker_env
 from crash_services import dramatiq_app, flow
 from datagraph import IOVal, RunFailedError, Supervisor
-from datagraph.executors import DramatiqExecutor
+from datagraph.executors import DramatiqExecutor, Executor
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -47,40 +46,26 @@ DISPATCH_TIMEOUT = 3.0
 
 
 class Cluster:
-    """Both services' workers and the test process's supervisor, one engine."""
+    """Both services' workers (two each) and the test's supervisor, on one engine."""
 
-    def __init__(
-        self,
-        redis_url: str,
-        crash_dir: Path,
-        backend: str,
-        stack: ExitStack,
-    ) -> None:
+    #: Whether the engine replaces a killed pool child itself.
+    respawns_children: bool
+
+    def __init__(self, redis_url: str, crash_dir: Path, backend: str) -> None:
+        self.redis_url = redis_url
         self.crash_dir = crash_dir
         self.prefix = f"dgtest-crash-{uuid.uuid4().hex[:8]}"
-        env = worker_env(
+        self.env = worker_env(
             DG_TEST_REDIS_URL=redis_url,
             DG_TEST_PREFIX=self.prefix,
             DATAGRAPH_WORKER_BACKEND=backend,
-            dramatiq_worker_timeout="100",  # idle workers poll every 0.1 s at most
             **crash_env(crash_dir, LEASE),
         )
-        args = ["--processes", "1", "--threads", "2"]
-        self.workers: dict[str, Worker] = {
-            f"{service}{i}": DramatiqWorker(
-                f"tests.crash_services.dramatiq_{service.lower()}", args, env
-            )
-            for service in "AB"
-            for i in (1, 2)
-        }
-        stack.callback(self.stop)
-        for worker in self.workers.values():
-            assert isinstance(worker, DramatiqWorker)
-            worker.wait_ready()
-        self.broker = dramatiq_app.broker(redis_url, self.prefix)
-        stack.callback(self.broker.close)
-        self.redis_url = redis_url
-        self.respawns_children = False  # a dead worker process stops Dramatiq
+        self.workers: dict[str, Worker] = {}
+
+    def executor(self) -> Executor:
+        """A new executor of the engine, for the test's supervisor."""
+        raise NotImplementedError
 
     def supervisor(self, dispatch_timeout: float) -> Supervisor:
         """The test process's supervisor: it starts the run and implements nothing.
@@ -89,32 +74,92 @@ class Cluster:
         """
         return Supervisor(
             redis_config={"url": self.redis_url, "prefix": self.prefix},
-            executor=DramatiqExecutor(self.broker),
+            executor=self.executor(),
             lease=LEASE,
             read_timeout=0.2,
             dispatch_timeout=dispatch_timeout,
         )
 
+    def wait_ready(self) -> None:
+        """Wait until every worker serves; stop them all if one does not."""
+        try:
+            for worker in self.workers.values():
+                worker.wait_ready()  # type: ignore[attr-defined]
+        except BaseException:
+            self.stop()
+            raise
+
     def stop(self) -> None:
         for worker in self.workers.values():
             worker.kill()
 
-    def log(self) -> str:
-        return "\n".join(
-            f"--- {name}\n{w.log()}"
-            for name, w in self.workers.items()
-            if isinstance(w, DramatiqWorker)
-        )
+
+class DramatiqCluster(Cluster):
+    """``dramatiq tests.crash_services.dramatiq_<a|b> --processes 1``, twice each."""
+
+    respawns_children = False  # a dead worker process stops Dramatiq's main one
+
+    def __init__(self, redis_url: str, crash_dir: Path, backend: str) -> None:
+        super().__init__(redis_url, crash_dir, backend)
+        self.env["dramatiq_worker_timeout"] = "100"  # idle workers poll every 0.1 s
+        self.broker = dramatiq_app.broker(redis_url, self.prefix)
+        args = ["--processes", "1", "--threads", "2"]
+        for service in "AB":
+            for i in (1, 2):
+                module = f"tests.crash_services.dramatiq_{service.lower()}"
+                self.workers[f"{service}{i}"] = DramatiqWorker(module, args, self.env)
+        self.wait_ready()
+
+    def executor(self) -> Executor:
+        return DramatiqExecutor(self.broker)
+
+    def stop(self) -> None:
+        super().stop()
+        self.broker.close()
 
 
-@pytest.fixture
+class CeleryCluster(Cluster):
+    """``celery -A tests.crash_services.celery_<a|b> worker -c 1``, twice each."""
+
+    respawns_children = True  # the prefork pool replaces a dead child
+
+    def __init__(self, redis_url: str, crash_dir: Path, backend: str) -> None:
+        from _workers import start_worker
+
+        from crash_services import celery_app
+
+        super().__init__(redis_url, crash_dir, backend)
+        self.app = celery_app.make_app(redis_url)
+        for service in "AB":
+            for i in (1, 2):
+                module = f"tests.crash_services.celery_{service.lower()}"
+                self.workers[f"{service}{i}"] = start_worker(
+                    module, concurrency=1, env=self.env, wait=False
+                )
+        self.wait_ready()
+
+    def executor(self) -> Executor:
+        from datagraph.executors.celery import CeleryExecutor
+
+        return CeleryExecutor(self.app)
+
+
+@pytest.fixture(params=["celery", "dramatiq"])
 def cluster(
-    redis_url: str, tmp_path: Path, anyio_backend: str, monkeypatch: pytest.MonkeyPatch
+    request: pytest.FixtureRequest,
+    redis_url: str,
+    tmp_path: Path,
+    anyio_backend: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Cluster]:
     for name, value in crash_env(tmp_path, LEASE).items():
         monkeypatch.setenv(name, value)
-    with ExitStack() as stack:
-        yield Cluster(redis_url, tmp_path, anyio_backend, stack)
+    kind = DramatiqCluster if request.param == "dramatiq" else CeleryCluster
+    cluster = kind(redis_url, tmp_path, anyio_backend)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 async def test_ten_kills_during_one_run_lose_and_duplicate_nothing(

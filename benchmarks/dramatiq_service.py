@@ -3,7 +3,8 @@
 Implements W3's three processors (benchmarks/flows.py); the suite starts one
 ``dramatiq benchmarks.dramatiq_service -Q datagraph.<stage>`` per stage, so each
 stage runs in a worker process of its own. ``$DG_BENCH_REDIS_URL`` is the store
-and the broker (its database 3), with the library's default settings.
+and the broker (its database 3); settings are the library's defaults, or
+``DATAGRAPH_*`` as the suite sets them.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def make_broker(url: str) -> RedisBroker:
 def make_supervisor(url: str, broker: RedisBroker) -> Supervisor:
     """A supervisor on the bench's store that dispatches through ``broker``."""
     return Supervisor(
-        settings=Settings(redis_url=url, prefix=flows.PREFIX),
+        settings=Settings.from_env(redis_url=url, prefix=flows.PREFIX),
         executor=DramatiqExecutor(broker),
     )
 
@@ -43,6 +44,6 @@ if os.environ.get("DG_BENCH_REDIS_URL"):  # in a worker (the suite imports it to
     _broker = make_broker(_url)
     dramatiq.set_broker(_broker)
     Supervisor.attach(
-        settings=Settings(redis_url=_url, prefix=flows.PREFIX),
+        settings=Settings.from_env(redis_url=_url, prefix=flows.PREFIX),
         executor=DramatiqExecutor(_broker),
     )

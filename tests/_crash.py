@@ -199,11 +199,11 @@ class Crasher:
                         continue
                     if processor in kill.recovered or state.epoch <= epoch:
                         continue
-                    if state.started is not None and state.status in (
-                        "running",
-                        "done",
-                    ):
-                        kill.recovered[processor] = state.started - kill.at
+                    # A takeover bumps the epoch; the new run records its start.
+                    started = state.started
+                    if state.status in ("running", "done") and started is not None:
+                        assert started > kill.at, (processor, state)
+                        kill.recovered[processor] = started - kill.at
                 await anyio.sleep(0.02)
 
     async def chaos(self, kills: int) -> None:

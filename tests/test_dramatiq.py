@@ -233,6 +233,29 @@ def test_a_queue_name_dramatiq_refuses_is_an_error_before_the_run_starts() -> No
     assert "queue=" in str(caught.value)  # says how to route it
 
 
+@pytest.mark.anyio
+@pytest.mark.redis
+async def test_a_broker_that_cannot_be_reached_is_a_clear_error(
+    redis_url: str, redis_prefix: str
+) -> None:
+    from dramatiq.brokers.redis import RedisBroker
+
+    from conftest import _free_port
+
+    broker = RedisBroker(url=f"redis://127.0.0.1:{_free_port()}/0")  # type: ignore[no-untyped-call]
+    starter = Supervisor(
+        redis_config={"url": redis_url, "prefix": redis_prefix},
+        executor=DramatiqExecutor(broker),
+    )
+    with pytest.raises(ExecutorError) as caught:
+        await starter.start_flow(shared.FLOW, inputs=[IOVal("dq_n", 3)])
+    assert "'dq_source'" in str(caught.value)
+    assert "dramatiq queue 'datagraph.dq_source'" in str(caught.value)
+    for run in await starter.list_runs():
+        await starter.delete_run(run.id)
+    await starter.aclose()
+
+
 def test_the_memory_store_cannot_be_used_with_dramatiq_workers() -> None:
     with pytest.raises(ExecutorError, match="MemoryStore"):
         Supervisor(executor=DramatiqExecutor(StubBroker()))

@@ -183,6 +183,9 @@ class DramatiqExecutor(Executor):
 
         Only the actor's name and queue are needed: the sending process declares
         no actor. Sending is blocking I/O on the broker, so it runs in a thread.
+
+        Raises:
+            ExecutorError: the broker did not take the message.
         """
         processor = job.partition("#")[0]
         message: dramatiq.Message[None] = dramatiq.Message(
@@ -192,7 +195,14 @@ class DramatiqExecutor(Executor):
             kwargs={},
             options={},
         )
-        await anyio.to_thread.run_sync(self.broker.enqueue, message)
+        try:
+            await anyio.to_thread.run_sync(self.broker.enqueue, message)
+        except Exception as exc:  # the broker's own errors, whatever the broker
+            msg = (
+                f"could not send job {job!r} of run {run_id} to Dramatiq "
+                f"({self.where(job)}): {type(exc).__name__}: {exc}"
+            )
+            raise ExecutorError(msg) from exc
 
     def serve(self) -> list[str]:
         """Declare an actor for each processor implemented in this process.

@@ -108,6 +108,7 @@ class Crasher:
         self.rng = rng
         self.kills: list[Kill] = []
         self._restarts: anyio.abc.TaskGroup
+        self._restarting: dict[str, anyio.Event] = {}  # workers starting again
 
     def _pid_of(self, processor: str) -> int | None:
         try:
@@ -153,8 +154,14 @@ class Crasher:
 
         A whole worker is started again at once, as a process manager would.
         Returns once every processor that ran in the killed process(es) is
-        running again, with the seconds each took.
+        running again, with the seconds each took. One failure at a time: a
+        service is hit again only once its workers are all back.
         """
+        service = "A" if processor in flow.SERVICE_A else "B"
+        with anyio.fail_after(60):
+            for name, back in list(self._restarting.items()):
+                if name.startswith(service):
+                    await back.wait()
         await self.wait_running(processor)
         pid = self._pid_of(processor)
         assert pid is not None
@@ -179,12 +186,16 @@ class Crasher:
         kill = Kill(len(self.kills) + 1, name, kind, pid, at, epochs)
         self.kills.append(kill)
         if kind == WHOLE or not self.respawns_children:
+            self._restarting[name] = anyio.Event()
             self._restarts.start_soon(self._restart, name, worker)
         await self._wait_recovered(kill)
         return kill
 
     async def _restart(self, name: str, worker: Worker) -> None:
-        self.workers[name] = await anyio.to_thread.run_sync(worker.restart)
+        try:
+            self.workers[name] = await anyio.to_thread.run_sync(worker.restart)
+        finally:
+            self._restarting.pop(name).set()
 
     async def _wait_recovered(self, kill: Kill) -> None:
         # Past lease + 5 s the test fails anyway; wait a little longer to say by how

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# The tests need three programs from the system: redis-server (they start a
-# throwaway one), Graphviz's dot (drawings) and Chromium (the dashboard's browser
-# test). Install Debian's packages for those missing, or say how.
+# The tests need four programs from the system: redis-server and rabbitmq-server
+# (they start throwaway ones; Celery runs on both brokers), Graphviz's dot
+# (drawings) and Chromium (the dashboard's browser test). Install Debian's
+# packages for those missing, or say how.
 set -euo pipefail
 missing=()
 command -v redis-server >/dev/null 2>&1 || [ -n "${REDIS_URL:-}" ] || missing+=(redis-server)
+[ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || command -v rabbitmq-server >/dev/null 2>&1 \
+    || [ -n "${RABBITMQ_URL:-}" ] || missing+=(rabbitmq-server)
 command -v dot >/dev/null 2>&1 || missing+=(graphviz)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 [ ${#missing[@]} -eq 0 ] && exit 0

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, cast
 
 import pytest
 
+from _workers import broker_url as broker_url  # Celery's brokers (test_celery.py)
+from _workers import rabbitmq_url as rabbitmq_url
 from datagraph import LocalExecutor, Supervisor
 from datagraph.stores.memory import MemoryStore
 

@@ -5,6 +5,7 @@ import datagraph
 EXPECTED = {
     "IO",
     "BlockingIO",
+    "CeleryExecutor",
     "CycleError",
     "DatagraphError",
     "Depends",

@@ -61,6 +61,7 @@ from .exceptions import (
 from .exceptions import (
     UpstreamError as UpstreamError,
 )
+from .executors import CeleryExecutor as CeleryExecutor
 from .executors import Executor as Executor
 from .executors import LocalExecutor as LocalExecutor
 from .flow import Flow as Flow
@@ -81,6 +82,7 @@ from .supervisor import Supervisor as Supervisor
 __all__ = (
     "IO",
     "BlockingIO",
+    "CeleryExecutor",
     "CycleError",
     "DatagraphError",
     "Depends",

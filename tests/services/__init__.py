@@ -1,0 +1,1 @@
+"""Services of the Celery tests: each is a module that ``celery -A`` serves."""

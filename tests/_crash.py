@@ -157,11 +157,9 @@ class Crasher:
         running again, with the seconds each took. One failure at a time: a
         service is hit again only once its workers are all back.
         """
-        service = "A" if processor in flow.SERVICE_A else "B"
         with anyio.fail_after(60):
-            for name, back in list(self._restarting.items()):
-                if name.startswith(service):
-                    await back.wait()
+            for back in self._restarting_in(processor):
+                await back.wait()
         await self.wait_running(processor)
         pid = self._pid_of(processor)
         assert pid is not None
@@ -190,6 +188,11 @@ class Crasher:
             self._restarts.start_soon(self._restart, name, worker)
         await self._wait_recovered(kill)
         return kill
+
+    def _restarting_in(self, processor: str) -> list[anyio.Event]:
+        """The restarts in flight of the workers of ``processor``'s service."""
+        service = "A" if processor in flow.SERVICE_A else "B"
+        return [e for name, e in self._restarting.items() if name[0] == service]
 
     async def _restart(self, name: str, worker: Worker) -> None:
         try:
@@ -233,7 +236,9 @@ class Crasher:
                 else:
                     states = await self._states()
                     running = sorted(p for p, s in states.items() if s.live)
-                    processor = self.rng.choice(running)
+                    # Rather a service whose workers are all up (no waiting).
+                    ready = [p for p in running if not self._restarting_in(p)]
+                    processor = self.rng.choice(ready or running)
                     kind = self.rng.choice([CHILD, WHOLE])
                 await self.kill(processor, kind)
 

@@ -2,7 +2,8 @@
 
 One flow split across two services (tests/crash_services): the source and the
 last stage in service A, the consumer in service B, each service served by two
-workers. During one run, ten workers are SIGKILLed, pool children and whole
+workers of one engine: ``celery worker --concurrency 1`` (prefork: a main process
+and a pool child) or ``dramatiq --processes 1`` (likewise). During one run, ten workers are SIGKILLed, pool children and whole
 workers (started again at once, as a process manager would), at random moments:
 the first takes the worker running the source while its consumer is mid-stream,
 the second the one running the consumer. Recovery needs no
@@ -27,9 +28,10 @@ import pytest
 
 from _crash import Crasher, crash_env, expected, slow_down, speed_up
 from _dramatiq_workers import DramatiqWorker, worker_env
-from crash_services import dramatiq_app, flow
+from _workers import start_worker
+from crash_services import celery_app, dramatiq_app, flow
 from datagraph import IOVal, RunFailedError, Supervisor
-from datagraph.executors import DramatiqExecutor, Executor
+from datagraph.executors import CeleryExecutor, DramatiqExecutor, Executor
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -124,9 +126,6 @@ class CeleryCluster(Cluster):
     respawns_children = True  # the prefork pool replaces a dead child
 
     def __init__(self, redis_url: str, crash_dir: Path, backend: str) -> None:
-        from _workers import start_worker
-
-        from crash_services import celery_app
 
         super().__init__(redis_url, crash_dir, backend)
         self.app = celery_app.make_app(redis_url)
@@ -139,8 +138,6 @@ class CeleryCluster(Cluster):
         self.wait_ready()
 
     def executor(self) -> Executor:
-        from datagraph.executors.celery import CeleryExecutor
-
         return CeleryExecutor(self.app)
 
 

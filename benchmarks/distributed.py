@@ -298,6 +298,24 @@ def recovery_times(
     return results
 
 
+def one_chain_seconds() -> float:
+    """Seconds from sending one Celery chain of W3's 3 tasks to having its result.
+
+    The Celery peer's workers (``celery_peer.workers``) must be running. The result
+    is polled every 5 ms (Celery's default, 0.5 s, would measure the polling).
+    """
+    from celery import chain
+
+    from . import celery_app as c
+
+    start = time.perf_counter()
+    result = chain(c.w3_source.s(3), c.w3_double.s(), c.w3_increment.s())
+    value = result.apply_async().get(timeout=60, interval=0.005)
+    elapsed = time.perf_counter() - start
+    sum_check(value, 7, "one Celery chain")
+    return elapsed
+
+
 def main(argv: list[str] | None = None) -> int:
     """Measure one engine's distributed figures and print their medians."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.distributed")

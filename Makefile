@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: all demo test lint format typecheck pytest bench bench-quick clean
+.PHONY: all demo demo-distributed test lint format typecheck pytest bench bench-quick clean
 
 all: test
 
@@ -17,6 +17,12 @@ $(STAMP): pyproject.toml
 # The main demo: an ETL flow on the embedded in-memory store (no server needed).
 demo: $(STAMP)
 	$(BIN)/python examples/etl.py
+
+# The ETL flow across two services served by Celery workers (examples/distributed):
+# starts a throwaway redis-server (unless DATAGRAPH_REDIS_URL names one) and the
+# two workers, shows the run live, and stops everything it started.
+demo-distributed: $(STAMP)
+	$(BIN)/python -m examples.distributed.demo
 
 # Lint, type-check, then the tests; the tests start a throwaway Redis themselves
 # (set REDIS_URL to use an existing server instead).

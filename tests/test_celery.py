@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import sys
 import uuid
 from contextlib import aclosing
@@ -23,7 +24,7 @@ import anyio
 import pytest
 from celery import Celery
 
-from _workers import Worker, start_worker
+from _workers import Worker, start_worker, stop_workers
 from datagraph import (
     IO,
     CeleryExecutor,
@@ -33,7 +34,7 @@ from datagraph import (
     Run,
     Supervisor,
 )
-from datagraph.exceptions import ExecutorError, RunCancelledError
+from datagraph.exceptions import ExecutorError, RunCancelledError, RunFailedError
 from datagraph.stores.redis import RedisStore
 from services import shared
 from services.app import QUEUES, TASK_ROUTES, make_app, make_executor
@@ -88,8 +89,7 @@ def services(broker_url: str, redis_url: str, anyio_backend: str) -> Iterator[Se
             worker.wait_ready()
         yield Services(broker_url, redis_url, prefix, *workers)
     finally:
-        for worker in workers:
-            worker.stop()
+        stop_workers(*workers)
 
 
 class HoldingExecutor(CeleryExecutor):
@@ -121,12 +121,13 @@ async def app(services: Services) -> AsyncIterator[Celery]:
 
 @contextlib.asynccontextmanager
 async def starting(
-    services: Services, executor: CeleryExecutor
+    services: Services, executor: CeleryExecutor, **settings: Any
 ) -> AsyncIterator[Supervisor]:
     """A supervisor of this process on the services' store, with ``executor``."""
     supervisor = Supervisor(
         redis_config={"url": services.redis_url, "prefix": services.prefix},
         executor=executor,
+        **settings,
     )
     try:
         yield supervisor
@@ -240,6 +241,71 @@ async def test_cancel_stops_processors_on_every_worker_within_two_seconds(
     assert await run.status() == "cancelled"
     with pytest.raises(RunCancelledError):
         await run.wait(timeout=TIMEOUT)
+
+
+@pytest.mark.anyio
+async def test_a_worker_shut_down_warmly_hands_its_processors_over(
+    starter: Supervisor, services: Services
+) -> None:
+    with anyio.fail_after(TIMEOUT):
+        run = await starter.start_flow(shared.ENDLESS, inputs=[IOVal("svc_start", 0)])
+        async with aclosing(run["svc_counts"].stream()) as counts:
+            assert await anext(counts) == 100
+            before = (await run.states())["svc_tally"]
+            assert (before.status, before.epoch) == ("running", 0)
+            # SIGTERM: Celery's warm shutdown. The processor on the threads pool
+            # dispatches its job again before the worker exits...
+            await anyio.to_thread.run_sync(services.b.stop)
+            after = (await run.states())["svc_tally"]
+            assert (after.status, after.epoch) == ("pending", 1)
+            assert after.where == "celery queue 'datagraph.svc_tally'"
+            # ... and the next worker serving its queue continues it.
+            services.b = await anyio.to_thread.run_sync(services.b.restart)
+            await states_when(
+                run,
+                lambda s: (
+                    s["svc_tally"].status == "running" and s["svc_tally"].epoch == 1
+                ),
+            )
+            assert await anext(counts) == 200  # the stream goes on, nothing twice
+        await run.cancel()
+        with pytest.raises(RunCancelledError):
+            await run.wait()
+
+
+@pytest.mark.anyio
+async def test_a_processor_no_service_implements_waits_visibly_then_fails(
+    services: Services, app: Celery
+) -> None:
+    queue = "celery queue 'datagraph.svc_nobody'"
+    async with starting(services, make_executor(app), dispatch_timeout=2) as starter:
+        run = await starter.start_flow(
+            shared.NOBODY, inputs=[IOVal("svc_numbers", n) for n in range(5)]
+        )
+        # Visibly waiting: its state and the snapshot say where its job waits...
+        waiting = (await run.states())["svc_nobody"]
+        assert (waiting.status, waiting.where) == ("pending", queue)
+        assert (await run.snapshot()).processors["svc_nobody"].waiting_in == queue
+        # ... and so does `datagraph runs show`, from another process.
+        shown = await anyio.run_process(
+            [sys.executable, "-c", "from datagraph.cli import main; main()",
+             "runs", "show", run.id, "--redis-url", services.redis_url],
+            env={**os.environ, "DATAGRAPH_PREFIX": services.prefix, "COLUMNS": "200"},
+            check=False,
+        )  # fmt: skip
+        out = shown.stdout.decode()
+        assert shown.returncode == 0, out + shown.stderr.decode()
+        rows = [line for line in out.splitlines() if "not started: waiting" in line]
+        assert len(rows) == 1, out
+        assert "svc_nobody" in rows[0]
+        assert queue in rows[0]
+        # Then the run fails, naming the processor and the queue.
+        with anyio.fail_after(TIMEOUT), pytest.raises(RunFailedError) as caught:
+            await run.wait()
+    error = caught.value.errors["svc_nobody"]
+    assert error.error_type == "DispatchTimeout"
+    assert queue in error.message
+    assert list(caught.value.errors) == ["svc_nobody"]
 
 
 # --------------------------------------------------------------- without workers

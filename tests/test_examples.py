@@ -173,3 +173,23 @@ def test_etl_takes_a_redis_url_option(redis_url: str, tmp_path: Path) -> None:
     )
     assert "RedisStore at" in proc.stdout
     assert "-> first record loaded before extraction finished" in proc.stdout
+
+
+@pytest.mark.redis
+def test_distributed_demo_runs_the_etl_flow_on_two_celery_workers() -> None:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("DATAGRAPH_")}
+    # Run as `make demo-distributed` does: it starts its own Redis and workers.
+    proc = subprocess.run(
+        [sys.executable, "-m", "examples.distributed.demo", "--files", "60",
+         "--backend", "trio"],
+        cwd=ROOT, env=clean, capture_output=True, text=True, timeout=180, check=False,
+    )  # fmt: skip
+    out = proc.stdout
+    assert proc.returncode == 0, f"{out}\n--- stderr\n{proc.stderr}"
+    assert "started a throwaway redis-server" in out
+    for service in ("ingest", "warehouse"):
+        assert f"started a Celery worker for {service}" in out
+    good = _number(r"(\d+) good order lines", out)
+    assert f"SQLite holds {good} orders; expected {good}: OK" in out
+    assert re.search(r"^Run \w+ succeeded", out, re.MULTILINE)
+    assert "stopped the workers and redis-server" in out

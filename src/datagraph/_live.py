@@ -313,9 +313,19 @@ def _processors_table(snapshot: RunSnapshot, graph: viz.FlowGraph) -> Table:
             str(proc.attempt) if proc.attempt else _NONE,
             str(proc.instances),
             _elapsed(proc, snapshot.taken_at),
-            Text(_first_line(proc.error), "red") if proc.error else "",
+            Text(_first_line(proc.error), "red")
+            if proc.error
+            else _waiting(proc, snapshot.taken_at),
         )
     return table
+
+
+def _waiting(proc: ProcessorFigures, now: float) -> Text | str:
+    """Say where an unstarted processor's job waits for a worker, and how long."""
+    if proc.waiting_in is None or proc.dispatched is None:
+        return ""
+    waited = format_duration(max(0.0, now - proc.dispatched))
+    return Text(f"not started: waiting {waited} in {proc.waiting_in}", "yellow")
 
 
 def _progress_table(snapshot: RunSnapshot, graph: viz.FlowGraph) -> Table | None:

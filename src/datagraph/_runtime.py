@@ -26,7 +26,12 @@ from ._streams import (
     start_claim,
     state_field,
 )
-from .exceptions import RegistrationError, StoreError, UpstreamError
+from .exceptions import (
+    RegistrationError,
+    RunNotFoundError,
+    StoreError,
+    UpstreamError,
+)
 from .io import IO, IOVal
 from .processor import Implementation, implementation_of
 
@@ -331,7 +336,11 @@ class ProcessorRun:
         """Check the run's flag and states; tell whether the attempt must stop."""
         ctx = self.ctx
         cancelled = await self._cancelled()
-        states = await ctx.job_states([self.job, *self._peers])
+        try:
+            states = await ctx.job_states([self.job, *self._peers])
+        except RunNotFoundError:  # deleted under it: nothing left to record
+            self._superseded = True
+            return True
         own = states.pop(self.job)
         if own.epoch != self._epoch or own.finished:
             self._superseded = True

@@ -316,6 +316,7 @@ def _figures(
     name: str, wait: bool, instances: int, state: ProcessorState
 ) -> ProcessorFigures:
     error = state.error
+    unstarted = state.status == "pending" and state.dispatched is not None
     return ProcessorFigures(
         name=name,
         status="waiting" if wait and state.status == "pending" else state.status,
@@ -325,4 +326,6 @@ def _figures(
         ended=state.ended,
         error=f"{error.error_type}: {error.message}" if error else None,
         traceback=error.traceback if error else None,
+        waiting_in=state.where if unstarted else None,
+        dispatched=state.dispatched if unstarted else None,
     )

@@ -56,6 +56,10 @@ class ProcessorFigures:
     #: ``"Type: message"`` of its failure, and the original traceback text.
     error: str | None
     traceback: str | None
+    #: Where its job was sent (e.g. ``celery queue 'datagraph.parse'``) and when,
+    #: while no worker has started it.
+    waiting_in: str | None = None
+    dispatched: float | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)

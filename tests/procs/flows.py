@@ -17,3 +17,26 @@ async def _stalling(mp_n: IO[int]) -> AsyncIterator[int]:
 
 
 FLOW = Flow.from_processors(stalling).resolve()
+
+
+# Liveness tests: a source that takes a few seconds and a stage reading it, each
+# run in a process of its own by tests.procs.executor.ProcessExecutor.
+lv_source = Processor(name="lv_source", inputs=["lv_n"], outputs=["lv_numbers"])
+lv_double = Processor(name="lv_double", inputs=["lv_numbers"], outputs=["lv_doubled"])
+
+
+@lv_source
+async def _lv_source(lv_n: IO[int]) -> AsyncIterator[int]:
+    for i in range(await lv_n.first()):
+        if i % 20 == 0:
+            await anyio.sleep(0.01)
+        yield i
+
+
+@lv_double
+async def _lv_double(lv_numbers: IO[int]) -> AsyncIterator[int]:
+    async for n in lv_numbers.stream():
+        yield n * 2
+
+
+LIVENESS = Flow.from_processors(lv_source, lv_double).resolve()

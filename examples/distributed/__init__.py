@@ -1,0 +1,1 @@
+"""The ETL flow split across two services that Celery workers serve."""

@@ -1,0 +1,214 @@
+"""Liveness: after a process dies, a run completes exactly or ends failed, in time.
+
+Each job of these runs is a process of its own (``tests.procs.executor``), so a
+test can SIGKILL the one running a producer or a consumer mid-stream. A short
+lease keeps them quick.
+"""
+
+import contextlib
+import os
+import signal
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+
+import anyio
+import pytest
+from tests.procs.executor import ProcessExecutor
+from tests.procs.flows import FLOW as STALLING
+from tests.procs.flows import LIVENESS
+
+from datagraph import IOVal, RunFailedError, RunNotFoundError, Supervisor
+from datagraph.executors import Executor
+
+pytestmark = [pytest.mark.anyio, pytest.mark.redis]
+
+ROOT = Path(__file__).resolve().parent.parent
+LEASE = 1.5
+N = 3000
+TIMEOUT = 40
+
+
+@pytest.fixture(autouse=True)
+def short_lease(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Children read their settings from the environment: a short lease there too."""
+    monkeypatch.setenv("DATAGRAPH_LEASE", str(LEASE))
+    monkeypatch.setenv("DATAGRAPH_READ_TIMEOUT", "0.25")
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"dgtest-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def pids(tmp_path: Path) -> Iterator[Path]:
+    """Where ProcessExecutors note their jobs' processes; all killed afterwards."""
+    folder = tmp_path / "pids"
+    folder.mkdir()
+    yield folder
+    for file in folder.iterdir():
+        _kill(int(file.read_text()))
+
+
+def _kill(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
+def _supervisor(url: str, prefix: str, executor: Executor | None = None) -> Supervisor:
+    return Supervisor(redis_config={"url": url, "prefix": prefix}, executor=executor)
+
+
+async def _until(
+    holds: Callable[[], Awaitable[bool]], what: str, timeout: float = 15
+) -> None:
+    """Wait until ``holds()``: polling the store, as another process would."""
+    with anyio.move_on_after(timeout):
+        while not await holds():  # noqa: ASYNC110 - the store has no events
+            await anyio.sleep(0.05)
+        return
+    pytest.fail(f"timed out after {timeout}s waiting until {what}")
+
+
+@pytest.mark.parametrize("victim", ["lv_double", "lv_source"])
+async def test_a_killed_job_is_taken_over_and_the_output_is_exact(
+    redis_url: str, prefix: str, pids: Path, anyio_backend: str, victim: str
+) -> None:
+    executor = ProcessExecutor(redis_url, prefix, anyio_backend, pids, takes_over=True)
+    supervisor = _supervisor(redis_url, prefix, executor)
+    try:
+        with anyio.fail_after(TIMEOUT):
+            run = await supervisor.start_flow(LIVENESS, inputs=[IOVal("lv_n", N)])
+
+            async def mid_stream() -> bool:
+                figures = (await run.snapshot()).streams["lv_numbers"]
+                return figures.readers.get("lv_double", 0) >= 200
+
+            await _until(mid_stream, "the consumer is mid-stream")
+            _kill(executor.pid(victim))
+            killed = time.monotonic()
+
+            async def taken_over() -> bool:
+                return (await run.states())[victim].epoch == 1
+
+            # The takeover is the store's part; starting a process, the
+            # executor's, is measured by the benchmark suite.
+            await _until(taken_over, "a peer took the job over", LEASE + 10)
+            recovery = time.monotonic() - killed
+            await run.wait()
+            values = await run["lv_doubled"].collect()
+            state = (await run.states())[victim]
+    finally:
+        executor.close()
+        await supervisor.aclose()
+    assert values == [2 * i for i in range(N)]  # nothing lost, nothing twice
+    assert recovery <= LEASE + 5
+    assert [f.error_type for f in state.history] == ["Takeover"]
+
+
+async def test_without_takeover_a_killed_consumer_fails_the_run_and_frees_its_producer(
+    redis_url: str, prefix: str, pids: Path, anyio_backend: str
+) -> None:
+    # A window far below N: the producer is held back by its (dead) reader.
+    executor = ProcessExecutor(redis_url, prefix, anyio_backend, pids, takes_over=False)
+    supervisor = _supervisor(redis_url, prefix, executor)
+    os.environ["DATAGRAPH_WINDOW"] = "100"
+    try:
+        with anyio.fail_after(TIMEOUT):
+            run = await supervisor.start_flow(LIVENESS, inputs=[IOVal("lv_n", N)])
+
+            async def mid_stream() -> bool:
+                figures = (await run.snapshot()).streams["lv_numbers"]
+                return figures.readers.get("lv_double", 0) >= 50
+
+            await _until(mid_stream, "the consumer is mid-stream")
+            _kill(executor.pid("lv_double"))
+            killed = time.monotonic()
+            with pytest.raises(RunFailedError) as failed:
+                await run.wait()
+            noticed = time.monotonic() - killed
+
+            async def produced() -> bool:
+                return (await run.snapshot()).streams["lv_numbers"].ended
+
+            await _until(produced, "the producer is done")
+            written = (await run.snapshot()).streams["lv_numbers"].written
+            status = await run.status()
+    finally:
+        del os.environ["DATAGRAPH_WINDOW"]
+        executor.close()
+        await supervisor.aclose()
+    assert set(failed.value.errors) == {"lv_double"}
+    assert failed.value.errors["lv_double"].error_type == "ProcessorLost"
+    assert noticed <= LEASE + 5
+    assert written == N  # the producer was not left blocked behind the dead reader
+    assert status == "failed"
+
+
+async def _started_elsewhere(module: str, url: str, prefix: str, backend: str) -> str:
+    """Run a child that starts the stalling flow and print its run id; return it."""
+    result = await anyio.run_process(
+        [sys.executable, "-m", f"tests.procs.{module}", url, prefix, backend],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        check=False,  # start_and_die dies of SIGKILL, as it means to
+    )
+    assert result.returncode in (0, -signal.SIGKILL), result.stderr.decode()
+    return result.stdout.decode().split()[0]
+
+
+async def test_a_run_whose_starter_was_killed_is_reported_failed_within_the_lease(
+    redis_url: str, prefix: str, anyio_backend: str
+) -> None:
+    supervisor = _supervisor(redis_url, prefix)
+    with anyio.fail_after(TIMEOUT):
+        # The child starts a LocalExecutor run, prints its id, then kills itself.
+        run_id = await _started_elsewhere(
+            "start_and_die", redis_url, prefix, anyio_backend
+        )
+        died = time.monotonic()
+        run = await supervisor.get_run(run_id)
+        with pytest.raises(RunFailedError) as failed:
+            await run.wait()
+        noticed = time.monotonic() - died
+    assert noticed <= LEASE + 2
+    assert failed.value.errors["mp_stalling"].error_type == "ProcessorLost"
+    assert await run.status() == "failed"
+    assert set(await run.errors()) == {"mp_stalling"}
+    await supervisor.aclose()
+
+
+async def test_a_run_outliving_its_event_loop_is_reported_failed_at_once(
+    redis_url: str, prefix: str, anyio_backend: str
+) -> None:
+    supervisor = _supervisor(redis_url, prefix)
+    with anyio.fail_after(TIMEOUT):
+        # The child's main() starts a run and returns: its loop ends, the run not.
+        run_id = await _started_elsewhere(
+            "start_and_leave", redis_url, prefix, anyio_backend
+        )
+        run = await supervisor.get_run(run_id)
+        assert await run.status() == "failed"
+        errors = await run.errors()
+    assert errors["mp_stalling"].error_type == "ProcessorLost"
+    assert "shut down" in errors["mp_stalling"].message
+    await supervisor.aclose()
+
+
+async def test_a_deleted_run_is_not_found_rather_than_pending(
+    redis_url: str, prefix: str, anyio_backend: str
+) -> None:
+    supervisor = _supervisor(redis_url, prefix)
+    with anyio.fail_after(TIMEOUT):
+        run = await supervisor.start_flow(STALLING, inputs=[IOVal("mp_n", 2)])
+        await supervisor.delete_run(run.id)
+        with pytest.raises(RunNotFoundError):
+            await run.status()
+        with pytest.raises(RunNotFoundError):
+            await supervisor.get_run(run.id)  # even though its plan is cached here
+        with pytest.raises(RunNotFoundError):
+            await run.wait()
+    await supervisor.aclose()

@@ -4,7 +4,10 @@ Registration checks an implementation's signature against its declaration at onc
 (when the function is decorated), not when a run first dispatches it.
 """
 
+import os
 import pickle
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from typing import Annotated, Any
 
@@ -364,3 +367,27 @@ def test_processor_decorator_checks_the_signature() -> None:
         Processor(name="proc_decorator_bad", inputs=["x"], outputs=["y"]).implementation
         is None
     )
+
+
+def test_streams_declared_as_sets_mean_the_same_in_every_process() -> None:
+    # A set iterates in an order that follows the process's hash seed; two
+    # services must still agree on the declaration (and the starter's plan).
+    code = (
+        "from datagraph import Processor; "
+        "print(Processor(name='p', inputs={'alpha', 'beta', 'gamma', 'delta'}, "
+        "outputs={'one', 'two', 'three'}))"
+    )
+    seen = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            env={**os.environ, "PYTHONHASHSEED": str(seed)},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for seed in range(6)
+    }
+    assert len(seen) == 1
+    declared = Processor(name="p", inputs={"beta", "alpha"}, outputs={"z", "y"})
+    assert declared.inputs == ("alpha", "beta")
+    assert declared.outputs == ("y", "z")

@@ -217,11 +217,14 @@ async def _finishes_processor(
     return await ctx.store.claim(ctx.run_id, finish_claim(processor.name, round_))
 
 
-def _lapse(ctx: RunContext, state: ProcessorState, now: float) -> Failure | None:
+def _lapse(
+    ctx: RunContext, state: ProcessorState, now: float
+) -> tuple[Failure, int] | None:
     """Return why a job's lease or dispatch has lapsed, or None while it has not.
 
     A lapsed lease that this process will take over comes back as a failure of
-    type ``Takeover`` (recorded in the job's history, not as its end).
+    type ``Takeover`` (recorded in the job's history, not as its end). The
+    number is the window of the lapse (see ``expire_claim``).
     """
     settings = ctx.settings
     if state.live:
@@ -234,7 +237,7 @@ def _lapse(ctx: RunContext, state: ProcessorState, now: float) -> Failure | None
             return None  # leave a peer that can take it over the time to do so
         else:
             kind = "ProcessorLost"
-        return Failure(
+        failure = Failure(
             processor="",
             error_type=kind,
             message=(
@@ -242,11 +245,12 @@ def _lapse(ctx: RunContext, state: ProcessorState, now: float) -> Failure | None
                 "process running it was lost"
             ),
         )
+        return failure, int(silent // settings.lease)
     if state.status == "pending" and state.dispatched is not None:
         waited = now - state.dispatched
         if waited <= settings.dispatch_timeout:
             return None
-        return Failure(
+        failure = Failure(
             processor="",
             error_type="DispatchTimeout",
             message=(
@@ -256,6 +260,7 @@ def _lapse(ctx: RunContext, state: ProcessorState, now: float) -> Failure | None
                 "running and serving that queue?"
             ),
         )
+        return failure, int(waited // settings.dispatch_timeout)
     return None
 
 
@@ -267,10 +272,13 @@ async def settle(ctx: RunContext, states: Mapping[str, ProcessorState]) -> bool:
     """
     now, acted = time.time(), False
     for job, state in states.items():
-        lapse = _lapse(ctx, state, now)
-        if lapse is None:
+        lapsed = _lapse(ctx, state, now)
+        if lapsed is None:
             continue
-        if not await ctx.store.claim(ctx.run_id, expire_claim(job, state.epoch)):
+        lapse, window = lapsed
+        if not await ctx.store.claim(
+            ctx.run_id, expire_claim(job, state.epoch, window)
+        ):
             continue
         processor, instance = ctx.plan.jobs[job]
         lapse = msgspec.structs.replace(lapse, processor=processor.name)

@@ -78,9 +78,14 @@ def start_claim(job: str, epoch: int) -> str:
     return f"start:{job}@{epoch}"
 
 
-def expire_claim(job: str, epoch: int) -> str:
-    """The claim that lets one peer act on a job's expired lease (or dispatch)."""
-    return f"expire:{job}@{epoch}"
+def expire_claim(job: str, epoch: int, window: int = 0) -> str:
+    """The claim that lets one process act on a job's lapsed lease (or dispatch).
+
+    ``window`` counts whole leases since the lapse began (0: the job itself
+    hands its work back as it stops): should the winner die before it acts,
+    a peer may claim the next window.
+    """
+    return f"expire:{job}@{epoch}:{window}"
 
 
 def is_internal(stream: str) -> bool:

@@ -13,7 +13,7 @@ import inspect
 import random
 import types
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 from collections.abc import Set as AbstractSet
 from typing import Annotated, Any, TypeVar
 
@@ -28,9 +28,7 @@ __all__ = ("Implementation", "Processor", "implementation_of", "processor")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _names(
-    kind: str, owner: str, names: Sequence[str] | AbstractSet[str]
-) -> tuple[str, ...]:
+def _names(kind: str, owner: str, names: Iterable[str]) -> tuple[str, ...]:
     if isinstance(names, str):
         msg = (
             f"{kind} of processor {owner!r} must be a list of stream names, "
@@ -56,7 +54,7 @@ def _names(
     return result
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True, init=False)
 class Processor:
     """Declare a processor: its name and the streams it reads and writes.
 
@@ -94,18 +92,40 @@ class Processor:
     """
 
     name: str
-    inputs: Sequence[str] = ()
-    outputs: Sequence[str] = ()
+    inputs: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()
     wait: bool = False
     retries: int = 0
     retry_delay: float = 1.0
     retry_backoff: float = 2.0
     retry_max_delay: float = 60.0
     retry_jitter: float = 0.1
-    retry_on: Sequence[str] = ()
+    #: Qualified names of the exception types worth a retry.
+    retry_on: tuple[str, ...] = ()
     instances: int = 1
 
+    def __init__(
+        self,
+        *,
+        name: str,
+        inputs: Iterable[str] = (),
+        outputs: Iterable[str] = (),
+        wait: bool = False,
+        retries: int = 0,
+        retry_delay: float = 1.0,
+        retry_backoff: float = 2.0,
+        retry_max_delay: float = 60.0,
+        retry_jitter: float = 0.1,
+        retry_on: Iterable[type[BaseException] | str] = (),
+        instances: int = 1,
+    ) -> None:
+        given = locals()
+        for field in dataclasses.fields(self):
+            object.__setattr__(self, field.name, given[field.name])
+        self.__post_init__()
+
     def __post_init__(self) -> None:
+        # Also run when a stored plan is decoded: normalizing twice changes nothing.
         name: object = self.name  # a run-time check of user input
         if not isinstance(name, str) or not name.strip():
             msg = f"a processor needs a non-empty name, got {name!r}"
@@ -163,8 +183,8 @@ class Processor:
 
 def processor(
     *,
-    inputs: Sequence[str] = (),
-    outputs: Sequence[str] = (),
+    inputs: Iterable[str] = (),
+    outputs: Iterable[str] = (),
     name: str | None = None,
     **options: Any,
 ) -> Callable[[Callable[..., Any]], Processor]:
@@ -190,7 +210,7 @@ def _qualified(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-def _exception_names(owner: str, types_: Sequence[object]) -> tuple[str, ...]:
+def _exception_names(owner: str, types_: Iterable[object]) -> tuple[str, ...]:
     """Name the exception types of a retry policy, so the declaration serializes."""
     if isinstance(types_, str | type):
         types_ = (types_,)

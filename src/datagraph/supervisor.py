@@ -6,7 +6,7 @@ import contextlib
 import time
 import uuid
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from fast_depends import Provider
 from fast_depends.core import CallModel, build_call_model
@@ -143,6 +143,12 @@ class Supervisor:
     async def aclose(self) -> None:
         """Close the store's connections."""
         await self.store.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
     @contextlib.contextmanager
     def override(

@@ -1,5 +1,6 @@
 """A flow whose producer hangs, run in a child process that the test then kills."""
 
+import os
 from collections.abc import AsyncIterator
 
 import anyio
@@ -27,9 +28,13 @@ lv_double = Processor(name="lv_double", inputs=["lv_numbers"], outputs=["lv_doub
 
 @lv_source
 async def _lv_source(lv_n: IO[int]) -> AsyncIterator[int]:
-    for i in range(await lv_n.first()):
-        if i % 20 == 0:
-            await anyio.sleep(0.01)
+    n = await lv_n.first()
+    gate = anyio.Path(os.environ["DG_LV_GATE"])
+    for i in range(n):
+        if i == n // 2:
+            # Halfway, wait until the test has killed what it meant to kill.
+            while not await gate.exists():  # noqa: ASYNC110 - another process makes it
+                await anyio.sleep(0.02)
         yield i
 
 

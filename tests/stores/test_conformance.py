@@ -997,3 +997,68 @@ async def test_a_deleted_run_starts_afresh(store: Store, run_id: str) -> None:
     assert await store.append(run_id, "s", 0, 1, b"c") == 1
     assert await store.state(run_id, "s") == StreamState(1)
     assert run_id in await store.list_runs()
+
+
+# ------------------------------------------------- resuming: reopen, delete_fields
+async def test_reopen_takes_back_the_end_and_its_failure(
+    store: Store, run_id: str
+) -> None:
+    await store.append(run_id, "s", 0, 2, values(0, 1))
+    await store.end(run_id, "s", b"boom")
+
+    assert await store.reopen(run_id, "s") is True
+    assert await store.state(run_id, "s") == StreamState(2, False, None)
+    assert await store.reopen(run_id, "s") is False  # open already
+
+
+async def test_a_reopened_stream_goes_on_by_position(store: Store, run_id: str) -> None:
+    await store.append(run_id, "s", 0, 2, values(0, 1))
+    await store.end(run_id, "s", b"boom")
+    await store.reopen(run_id, "s")
+
+    # A re-run writes from 0 again: what the stream holds is kept, not doubled.
+    assert await store.append(run_id, "s", 0, 2, values(0, 1)) == 2
+    assert await store.append(run_id, "s", 2, 2, values(2, 3)) == 4
+    await store.end(run_id, "s")
+    batch = await read_all(store, run_id, "s")
+    assert b"".join(c.data for c in batch.chunks) == values(0, 1, 2, 3)
+    assert batch.end == StreamState(4, True, None)
+
+
+async def test_reopen_of_a_stream_trimmed_empty_keeps_its_length(
+    store: Store, run_id: str
+) -> None:
+    await store.append(run_id, "s", 0, 3, values(0, 1, 2))
+    await store.end(run_id, "s", b"boom")
+    await store.trim(run_id, "s", 3)
+    await store.reopen(run_id, "s")
+
+    assert await store.state(run_id, "s") == StreamState(3, False, None)
+    assert await store.append(run_id, "s", 3, 1, values(3)) == 4
+
+
+async def test_a_reader_blocked_on_a_reopened_stream_gets_new_values(
+    store_factory: Callable[[], Store], store: Store, run_id: str
+) -> None:
+    await store.append(run_id, "s", 0, 1, values(0))
+    await store.end(run_id, "s", b"boom")
+    await store.reopen(run_id, "s")
+    got: list[Chunk] = []
+    async with store_factory() as other, anyio.create_task_group() as tg:
+
+        async def reader() -> None:
+            batch = await other.read(run_id, "s", 1, timeout=5)
+            got.extend(batch.chunks)
+
+        tg.start_soon(reader)
+        await anyio.wait_all_tasks_blocked()
+        await store.append(run_id, "s", 1, 1, values(1))
+    assert [c.data for c in got] == [values(1)]
+
+
+async def test_delete_fields(store: Store, run_id: str) -> None:
+    await store.set_fields(run_id, {"a": b"1", "b": b"2"})
+    await store.delete_fields(run_id, ["a", "missing"])
+    assert await store.get_fields(run_id) == {"b": b"2"}
+    await store.delete_fields(run_id, [])
+    await store.delete_fields(uuid.uuid4().hex, ["a"])  # an unknown run: nothing

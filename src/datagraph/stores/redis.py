@@ -4,8 +4,9 @@ Streams are Redis Streams holding one entry per appended batch. An entry's id en
 the position just past its batch (``<end>-0``), so ids grow with positions, the server
 itself rejects out-of-order ids, and a reader at position ``p`` asks for the entries
 after ``<p>-0``. The end of a stream is the entry ``<length>-1``, right after its last
-batch. Appends and ends are Lua scripts, so checking a stream's length and writing it
-is one atomic step however many producers race.
+batch (``<length>-2`` and so on once a resumed run reopened and ended it again).
+Appends and ends are Lua scripts, so checking a stream's length and writing it is
+one atomic step however many producers race.
 
 Readers' cursors and groups' cursors share one hash per stream (reader or group name
 -> position). The read script records a reader's cursor in the same call, and the
@@ -145,7 +146,7 @@ local function last_entry(key)
   local id = last[1][1]
   local dash = string.find(id, '-', 1, true)
   local length = tonumber(string.sub(id, 1, dash - 1))
-  if string.sub(id, dash + 1) ~= '1' then return length, false, nil end
+  if string.sub(id, dash + 1) == '0' then return length, false, nil end
   local fields = last[1][2]
   for i = 1, #fields, 2 do
     if fields[i] == 'error' then return length, true, fields[i + 1] end
@@ -233,7 +234,9 @@ _END_LUA = (
     + """
 local length, ended = last_entry(KEYS[1])
 if ended then return {0, length, 0} end
-local id = string.format('%d-1', length)
+-- The marker takes the stream's length and the next free sequence number
+-- (1, or more once a resumed run reopened the stream and ends it again).
+local id = string.format('%d-*', length)
 if ARGV[2] == '1' then
   redis.call('XADD', KEYS[1], id, 'end', '1', 'error', ARGV[3])
 else
@@ -250,9 +253,11 @@ return {1, length, touch(KEYS[1], ARGV[1])}
 _REOPEN_LUA = (
     _LUA_LIB
     + """
-local length, ended = last_entry(KEYS[1])
-if not ended then return 0 end
-redis.call('XDEL', KEYS[1], string.format('%d-1', length))
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+if #last == 0 then return 0 end
+local id = last[1][1]
+if string.sub(id, string.find(id, '-', 1, true) + 1) == '0' then return 0 end
+redis.call('XDEL', KEYS[1], id)
 notify(KEYS[3], ARGV[2])
 touch(KEYS[1], ARGV[1])
 return 1

@@ -3,15 +3,15 @@
 One flow split across two services (tests/crash_services): the source and the
 last stage in service A, the consumer in service B, each service served by two
 workers of one engine: ``celery worker --concurrency 1`` (prefork: a main process
-and a pool child) or ``dramatiq --processes 1`` (likewise). During one run, ten workers are SIGKILLed, pool children and whole
-workers (started again at once, as a process manager would), at random moments:
-the first takes the worker running the source while its consumer is mid-stream,
-the second the one running the consumer. Recovery needs no
-coordinator: a live peer (a reader, the test's ``wait()``) sees the dead job's
-lease expire and dispatches it again through the executor; the re-run rewrites
-its outputs by position and the store keeps what it had. The run must end with
-exactly the expected multiset of values, and each taken-over processor must run
-again within lease + 5 s of its kill.
+and a pool child) or ``dramatiq --processes 1`` (likewise). During one run, ten
+workers are SIGKILLed, pool children and whole workers (started again at once, as a
+process manager would), at random moments: the first takes the worker running the
+source while its consumer is mid-stream, the second the one running the consumer.
+Recovery needs no coordinator: a live peer (a reader, the test's ``wait()``) sees
+the dead job's lease expire and dispatches it again through the executor; the
+re-run rewrites its outputs by position and the store keeps what it had. The run
+must end with exactly the expected multiset of values, and each taken-over
+processor must run again within lease + 5 s of its kill.
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
     from _crash import Worker
 
-pytestmark = [pytest.mark.anyio, pytest.mark.redis, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.anyio, pytest.mark.redis, pytest.mark.timeout(180)]
 
 LEASE = 2.0
 KILLS = 10

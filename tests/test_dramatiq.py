@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import uuid
+from contextlib import aclosing
 from typing import TYPE_CHECKING
 
 import anyio
@@ -34,10 +35,11 @@ from datagraph.processor import _registry
 from dramatiq_services import shared
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator
+    from collections.abc import AsyncIterator, Callable, Iterator
     from contextlib import ExitStack
 
     from _dramatiq_workers import DramatiqWorker
+    from datagraph._plan import ProcessorState
 
 SERVICES = ["tests.dramatiq_services.numbers", "tests.dramatiq_services.doubling"]
 TIMEOUT = 30
@@ -191,6 +193,40 @@ async def test_cancel_stops_a_processor_on_a_dramatiq_worker_within_2_s(
     assert state.ended is not None
     assert await run.status() == "cancelled"
     print(f"cancel -> processor stopped on the worker: {stopped * 1000:.0f} ms")
+
+
+@pytest.mark.anyio
+@pytest.mark.redis
+async def test_a_worker_shut_down_warmly_hands_its_processor_over(
+    starter: Supervisor, services: Services
+) -> None:
+    async def when(check: Callable[[ProcessorState], bool]) -> None:
+        while True:  # polling the store: the state has no event to wait on
+            if check((await run.states())["dq_endless"]):
+                return
+            await anyio.sleep(0.02)
+
+    with anyio.fail_after(TIMEOUT):
+        run = await starter.start_flow(shared.ENDLESS, inputs=[IOVal("dq_seed", 0)])
+        async with aclosing(run["dq_ticks"].stream()) as ticks:
+            assert [await anext(ticks) for _ in range(20)] == list(range(20))
+            before = (await run.states())["dq_endless"]
+            assert (before.status, before.epoch) == ("running", 0)
+            # SIGTERM: Dramatiq's warm shutdown. The processor dispatches its job
+            # again before the worker exits...
+            doubling = services.workers[1]
+            await anyio.to_thread.run_sync(doubling.stop)
+            after = (await run.states())["dq_endless"]
+            assert (after.status, after.epoch) == ("pending", 1), services.log()
+            assert after.where == "dramatiq queue 'datagraph.dq_endless'"
+            # ... and the next worker serving its queue continues it.
+            services.workers[1] = await anyio.to_thread.run_sync(doubling.restart)
+            await when(lambda s: s.status == "running" and s.epoch == 1)
+            rest = [await anext(ticks) for _ in range(200)]
+        assert rest == list(range(20, 220))  # the stream goes on, nothing twice
+        await run.cancel()
+        with pytest.raises(RunCancelledError):
+            await run.wait()
 
 
 def test_a_worker_declares_one_actor_per_processor_it_implements() -> None:

@@ -54,6 +54,8 @@ PREFIX = "datagraph."
 #: not given.
 BACKEND_ENV = "DATAGRAPH_WORKER_BACKEND"
 _BACKENDS = ("asyncio", "trio")
+#: Longest a shutting-down worker waits for its threads to pause (seconds).
+_PAUSE_TIMEOUT = 10.0
 # Dramatiq's own rule for queue names (dramatiq.actor._queue_name_re).
 _QUEUE_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9._-]*")
 
@@ -261,6 +263,16 @@ class _Serving(Middleware):
     def before_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
         self.executor.serve()
 
-    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: Any) -> None:
-        # Processors stopped here are left for a live peer to take over.
+    def before_worker_shutdown(
+        self, broker: dramatiq.Broker, worker: dramatiq.Worker
+    ) -> None:
+        # The processors stopped here dispatch their jobs again, for the next
+        # worker on their queues: pause this worker's threads first, or they
+        # would take the jobs straight back (its consumers requeue what they
+        # fetch meanwhile when they stop).
+        threads = list(worker.workers)
+        for thread in threads:
+            thread.pause()
+        for thread in threads:
+            thread.paused_event.wait(_PAUSE_TIMEOUT)
         self.executor.host.stop()

@@ -75,6 +75,8 @@ class Sizes:
     staged: int = 1_000_000  # Celery staged W3 (a reference figure)
     etl_io: int = 20_000  # ETL with 1 ms of I/O per record
     sweep: tuple[int, ...] = (10_000, 100_000, 1_000_000)  # the plot's N
+    styles: int = 200_000  # W3 in each style users write, zip and merge
+    first_big: int = 1_000_000  # time to first final value, seed style
 
     def scaled(self, factor: float) -> Sizes:
         """Every size times ``factor`` (at least 16)."""
@@ -94,12 +96,13 @@ class Sizes:
 QUICK = Sizes(
     w3=100_000, w3_small=20_000, streams=5_000, raw=50_000, first=20_000,
     latency=500, scale=80, peer=10_000, chains=30, staged=100_000, etl_io=1_000,
-    sweep=(1_000, 10_000),
+    sweep=(1_000, 10_000), styles=50_000, first_big=1_000_000,
 )  # fmt: skip
 #: ``--tiny``: only checks that everything still starts (tests/test_benchmarks.py).
 TINY = Sizes(
     w3=2_000, w3_small=1_000, streams=1_000, raw=1_000, first=1_000, latency=100,
     scale=16, peer=1_000, chains=5, staged=1_000, etl_io=50, sweep=(500, 1_000),
+    styles=2_000, first_big=2_000,
 )  # fmt: skip
 
 
@@ -446,6 +449,231 @@ def _rss(ctx: Context) -> list[Row]:
             [probe("datagraph-memory", n)["peak_rss"] / 1e6 for _ in range(ctx.repeat)]
         )
     return [_growth_row(figure, "MB", peaks, s.w3_small, s.w3)]
+
+
+#: The styles measured against bare-value W3: (label, target ratio).
+STYLE_ROWS = {
+    "ioval": ("seed style, yield IOVal(name=..., value=...)", 0.85),
+    "sync_gen": ("sync generators reading BlockingIO.stream()", 0.5),
+    "sync_fn": ("sync functions returning lists of IOVal", 0.5),
+    "zip": ("zip stage, a.stream_with(b), per output value", 0.7),
+    "merge": ("merge stage, a.as_available(b), per output value", 0.7),
+}
+BACKENDS = ("asyncio", "trio")
+
+
+def _styles_figures(s: Sizes) -> list[str]:
+    figures = [
+        f"W3 {label}, {store} store, {backend}, {n_(s.styles)}"
+        for store in ("memory", "Redis")
+        for label, _ in STYLE_ROWS.values()
+        for backend in BACKENDS
+    ]
+    figures += [
+        f"trio vs asyncio, each style, {store} store, {n_(s.styles)}"
+        for store in ("memory", "Redis")
+    ]
+    return figures
+
+
+def _styles(ctx: Context) -> list[Row]:
+    """Each style against bare-value W3 run right before it, in one event loop.
+
+    A measurement is one fresh event loop per backend that runs, for each style,
+    bare-value W3 and then the style (after a warm-up of each). A row's ratio is
+    the median over the repeats of bare's time / the style's time, so a figure
+    and its baseline always ran seconds apart, through the same noise.
+    """
+    from . import styles
+
+    s, rows = ctx.sizes, []
+    figures = _styles_figures(s)
+    for store in ("memory", "Redis"):
+        wanted = [f for f in figures if f", {store} store," in f and ctx.want(f)]
+        if not wanted:
+            continue
+        url = ctx.redis_url if store == "Redis" else None
+        names = ["bare", *STYLE_ROWS]
+        times: dict[str, dict[str, list[float]]] = {
+            b: {name: [] for name in names} for b in BACKENDS
+        }
+        bares: dict[str, dict[str, list[float]]] = {
+            b: {name: [] for name in STYLE_ROWS} for b in BACKENDS
+        }
+        cpus: dict[str, dict[str, list[float]]] = {
+            b: {name: [] for name in STYLE_ROWS} for b in BACKENDS
+        }
+        cpu_abs: dict[str, dict[str, list[float]]] = {
+            b: {name: [] for name in STYLE_ROWS} for b in BACKENDS
+        }
+        for attempt in range(ctx.repeat):
+            for backend in BACKENDS:
+                log(f"styles, {store} store, {backend} ({attempt + 1}/{ctx.repeat})")
+                pairs = arun(
+                    styles.paired_times, url, list(STYLE_ROWS), s.styles,
+                    backend=backend,
+                )  # fmt: skip
+                for name, (bare, seconds, bare_cpu, cpu) in pairs.items():
+                    bares[backend][name].append(bare)
+                    times[backend]["bare"].append(bare)
+                    times[backend][name].append(seconds)
+                    cpus[backend][name].append(bare_cpu / cpu)
+                    cpu_abs[backend][name].append(cpu)
+        rates = {
+            (backend, name): rate(s.styles, times[backend][name])
+            for backend in BACKENDS
+            for name in names
+        }
+        for name, (label, target) in STYLE_ROWS.items():
+            for backend in BACKENDS:
+                figure = f"W3 {label}, {store} store, {backend}, {n_(s.styles)}"
+                if not ctx.want(figure):
+                    continue
+                r = median(
+                    [
+                        bare / seconds
+                        for bare, seconds in zip(
+                            bares[backend][name], times[backend][name], strict=True
+                        )
+                    ]
+                )
+                rows.append(
+                    Row(
+                        figure=figure,
+                        value=rates[backend, name],
+                        unit="values/s",
+                        baseline=(
+                            f"bare-value W3 run just before it ({backend}); by "
+                            f"CPU time {median(cpus[backend][name]):.2f}x"
+                        ),
+                        baseline_value=rates[backend, "bare"],
+                        ratio=r,
+                        target=f">= {target:g}x",
+                        passed=r >= target,
+                    )
+                )
+        figure = f"trio vs asyncio, each style, {store} store, {n_(s.styles)}"
+        if ctx.want(figure):
+            # Per repeat, asyncio's time / trio's (both loops ran back to back
+            # in that repeat), then the median: trio's figure / asyncio's.
+            twins = {
+                name: median(
+                    [
+                        a / t
+                        for a, t in zip(
+                            times["asyncio"][name], times["trio"][name], strict=True
+                        )
+                    ]
+                )
+                for name in names
+            }
+            cpu_twins = {
+                name: median(
+                    [
+                        a / t
+                        for a, t in zip(
+                            cpu_abs["asyncio"][name], cpu_abs["trio"][name], strict=True
+                        )
+                    ]
+                )
+                for name in STYLE_ROWS
+            }
+            worst = min(twins, key=twins.__getitem__)
+            rows.append(
+                Row(
+                    figure=figure,
+                    value=twins[worst],
+                    unit="x (lowest)",
+                    baseline=(
+                        f"trio / asyncio values/s; lowest: {worst} "
+                        f"({', '.join(f'{k} {v:.2f}' for k, v in twins.items())}); "
+                        "by CPU time: "
+                        f"{', '.join(f'{k} {v:.2f}' for k, v in cpu_twins.items())}"
+                    ),
+                    baseline_value=None,
+                    ratio=twins[worst],
+                    target=">= 0.7x for every style",
+                    passed=twins[worst] >= 0.7,
+                )
+            )
+    return rows
+
+
+def _seed_first_figures(s: Sizes) -> list[str]:
+    return [
+        f"time to first final value, seed-style W3, {kind}, {backend}, "
+        f"{n_(s.first_big)}"
+        for kind in ("memory store, warm", "memory store, first run of a process",
+                     "Redis store, warm")
+        for backend in BACKENDS
+    ]  # fmt: skip
+
+
+def _seed_first(ctx: Context) -> list[Row]:
+    """Time to the first final value from before ``start_flow``, N = 1,000,000.
+
+    Warm: runs after a short warm-up run in the same event loop. First run: a
+    fresh Python process per measurement (``python -m benchmarks.styles first``),
+    whose imports are done before the clock starts and whose first run is timed.
+    """
+    from . import styles
+
+    s, rows = ctx.sizes, []
+    limits = {"memory store, warm": 10.0, "memory store, first run of a process": 50.0,
+              "Redis store, warm": 50.0}  # fmt: skip
+    figures = iter(_seed_first_figures(s))
+    for kind, limit in limits.items():
+        for backend in BACKENDS:
+            figure = next(figures)
+            if not ctx.want(figure):
+                continue
+            url = ctx.redis_url if kind.startswith("Redis") else None
+            log(f"{figure}: measuring")
+            if kind.endswith("first run of a process"):
+                seconds = [
+                    _fresh_first(backend, s.first_big, url) for _ in range(ctx.repeat)
+                ]
+            else:
+                seconds = arun(  # cheap runs: more of them than --repeat
+                    styles.first_times,
+                    url,
+                    "ioval",
+                    s.first_big,
+                    2 * ctx.repeat + 1,
+                    backend=backend,
+                )
+            value = median(seconds) * 1000
+            rows.append(
+                Row(
+                    figure=figure,
+                    value=value,
+                    unit="ms from before start_flow",
+                    baseline="the target",
+                    baseline_value=limit,
+                    ratio=ratio(value, limit),
+                    target=f"<= {limit:g} ms",
+                    passed=value <= limit,
+                )
+            )
+    return rows
+
+
+def _fresh_first(backend: str, n: int, url: str | None) -> float:
+    """Seconds to the first final value of a fresh process's first run."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p
+    )
+    command = [sys.executable, "-m", "benchmarks.styles", "first", backend, "ioval"]
+    command += [str(n), *([url] if url else [])]
+    done = subprocess.run(
+        command, cwd=ROOT, env=env, capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        msg = f"{' '.join(command)} failed:\n{done.stderr[-3000:]}"
+        raise RuntimeError(msg)
+    seconds: float = json.loads(done.stdout.strip().splitlines()[-1])["seconds"]
+    return seconds
 
 
 def _redis_memory_figures(s: Sizes) -> list[str]:
@@ -952,6 +1180,8 @@ GROUPS = [
     Group("redis-memory", _redis_memory_figures, _redis_memory),
     Group("scale-out", _scale_figures, _scale),
     Group("agdf", _agdf_figures, _agdf),
+    Group("styles", _styles_figures, _styles),
+    Group("seed-first", _seed_first_figures, _seed_first),
     # From here on Celery's workers run (started by the first group needing them).
     Group("first-value", _first_figures, _first),
     Group("celery-w3", _celery_w3_figures, _celery_w3),

@@ -103,13 +103,17 @@ class _Log:
 
 @dataclasses.dataclass
 class Worker:
-    """A running ``celery -A <app> worker`` and how it was started."""
+    """A running worker process (``celery -A <app> worker``...) and its start.
+
+    ``ready`` is the text of the output line that says it consumes.
+    """
 
     app: str
     argv: list[str]
     env: dict[str, str]
     process: subprocess.Popen[str]
     log: _Log
+    ready: str = " ready."
 
     @property
     def pid(self) -> int:
@@ -154,14 +158,16 @@ class Worker:
     def restart(self, *, wait: bool = True) -> Worker:
         """Start a new worker with the same arguments (after kill or stop)."""
         self.stop()
-        return _launch(self.app, self.argv, self.env, wait=wait)
+        return start_process(
+            self.app, self.argv, env=self.env, ready=self.ready, wait=wait
+        )
 
     def wait_ready(self, timeout: float = READY_TIMEOUT) -> Worker:
         """Wait until Celery says the worker consumes; fail the test if it won't."""
-        if not self.log.wait_for(" ready.", timeout):
+        if not self.log.wait_for(self.ready, timeout):
             self.kill()
             pytest.fail(
-                f"celery worker -A {self.app} did not become ready; its output:\n"
+                f"worker {self.app} did not become ready; its output:\n"
                 f"{self.log.text()}",
                 pytrace=False,
             )
@@ -176,6 +182,13 @@ def stop_workers(*workers: Worker, timeout: float = 15) -> None:
                 worker.process.terminate()
     for worker in workers:
         worker.stop(timeout)
+
+
+def restart_workers(*workers: Worker) -> list[Worker]:
+    """Stop several workers at once, then start each again (side by side)."""
+    stop_workers(*workers)
+    fresh = [w.restart(wait=False) for w in workers]
+    return [w.wait_ready() for w in fresh]
 
 
 def start_worker(
@@ -215,10 +228,26 @@ def start_worker(
         p for p in (os.environ.get("PYTHONPATH"), str(ROOT)) if p
     )
     full_env = {**os.environ, "PYTHONPATH": pythonpath, **(env or {})}
-    return _launch(app, argv, full_env, wait=wait)
+    return start_process(app, argv, env=full_env, wait=wait)
 
 
-def _launch(app: str, argv: list[str], env: dict[str, str], *, wait: bool) -> Worker:
+def start_process(
+    app: str,
+    argv: list[str],
+    *,
+    env: dict[str, str],
+    ready: str = " ready.",
+    wait: bool = True,
+) -> Worker:
+    """Start any worker command (another engine's too) as a ``Worker`` handle.
+
+    Args:
+        app: what it serves, for messages.
+        argv: the command line.
+        env: its whole environment.
+        ready: text of the output line that says it consumes.
+        wait: wait for that line.
+    """
     process = subprocess.Popen(
         argv,
         cwd=ROOT,
@@ -229,7 +258,7 @@ def _launch(app: str, argv: list[str], env: dict[str, str], *, wait: bool) -> Wo
         start_new_session=True,  # its own process group: kill() takes the pool too
     )
     assert process.stdout is not None
-    worker = Worker(app, argv, env, process, _Log(process.stdout))
+    worker = Worker(app, argv, env, process, _Log(process.stdout), ready)
     return worker.wait_ready() if wait else worker
 
 

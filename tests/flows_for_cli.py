@@ -164,3 +164,20 @@ async def _cli_tally(ticks: IO[int]) -> int:
 
 #: Runs until a file exists: a run that is still going while a test looks at it.
 ticking = Flow.from_processors(cli_ticker, cli_tally).resolve()
+
+cli_mending = Processor(name="cli_mending", inputs=["marker"], outputs=["mended"])
+
+
+@cli_mending
+async def _cli_mending(marker: IO[str]) -> AsyncIterator[int]:
+    """Yield 0..4, but fail after 2 values while the file ``marker`` is missing."""
+    path = anyio.Path(await marker.first())
+    for i in range(5):
+        if i == 2 and not await path.exists():
+            msg = f"{path.name} is missing"
+            raise FileNotFoundError(msg)
+        yield i
+
+
+#: Fails until its marker file exists; then ``datagraph runs resume`` mends it.
+mending = Flow.from_processors(cli_mending).resolve()

@@ -85,3 +85,26 @@ def test_every_row_can_be_listed_and_a_pattern_that_matches_none_is_refused() ->
     refused = run_suite("--tiny", "--only", "no such figure")
     assert refused.returncode == 2
     assert "no figure matches" in refused.stderr
+
+
+def test_the_style_rows_run_on_tiny_n(tmp_path: Path) -> None:
+    # The seed-style rows of the memory store, on both loops (benchmarks/styles.py):
+    # every style runs (each after a bare-value W3), only two rows are kept.
+    out = tmp_path / "rows.json"
+    done = run_suite(
+        "--tiny", "--only", "^W3 seed style.*memory store", "--json", str(out)
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = json.loads(out.read_text())
+    assert [row["figure"] for row in rows] == [
+        f"W3 seed style, yield IOVal(name=..., value=...), memory store, {loop}, "
+        "N=2,000"
+        for loop in ("asyncio", "trio")
+    ]
+    for row in rows:
+        assert set(row) == FIELDS
+        assert row["value"] > 0
+        assert row["baseline_value"] > 0
+        assert row["ratio"] > 0  # of paired runs: not value / baseline_value
+        assert row["target"] == ">= 0.85x"
+        assert isinstance(row["passed"], bool)  # met or not: not checked here

@@ -5,26 +5,30 @@ some of them: svc_a on Celery's default prefork pool (two children), svc_b on
 ``--pool threads``, svc_c on ``--pool solo``. This process implements none of
 them: it starts runs and reads their results, like any starter.
 
-The workers of each (broker, event loop) pair start once per module; the
-workers' event loop is the test's (``DATAGRAPH_WORKER_BACKEND``), so both loops
-run on both sides.
+The workers of each (broker, event loop) pair start once per module: Redis with
+asyncio, RabbitMQ with trio. The workers' event loop is the test's
+(``DATAGRAPH_WORKER_BACKEND``), so both loops run on both sides.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import os
+import re
 import sys
+import types
 import uuid
 from contextlib import aclosing
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import pytest
 from celery import Celery
 
-from _workers import Worker, start_worker, stop_workers
+from _workers import READY_TIMEOUT, Worker, restart_workers, start_worker, stop_workers
 from datagraph import (
     IO,
     CeleryExecutor,
@@ -47,12 +51,37 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.redis
 
 TIMEOUT = 30
+#: Short, so a lost processor is taken over within seconds (workers and tests).
+LEASE = 5
 
 
-@pytest.fixture(scope="module", params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> str:
+@pytest.fixture(
+    scope="module",
+    params=[("redis", "asyncio"), ("rabbitmq", "trio")],
+    ids=["redis-asyncio", "rabbitmq-trio"],
+)
+def stack(request: pytest.FixtureRequest) -> tuple[str, str]:
+    """A Celery broker and an event loop, for the workers and the test alike.
+
+    Every test runs with both brokers and on both loops; pairing them (instead
+    of all four combinations) halves the workers started, which is most of the
+    module's time.
+    """
+    broker, backend = request.param
+    return str(broker), str(backend)
+
+
+@pytest.fixture(scope="module")
+def anyio_backend(stack: tuple[str, str]) -> str:
     """Module-scoped, so each loop's workers start once for all the tests."""
-    return str(request.param)
+    return stack[1]
+
+
+@pytest.fixture(scope="module")
+def broker_url(stack: tuple[str, str], request: pytest.FixtureRequest) -> str:
+    """The URL of the stack's broker (a throwaway server of the session)."""
+    fixture = "redis_url" if stack[0] == "redis" else "rabbitmq_url"
+    return str(request.getfixturevalue(fixture))
 
 
 @dataclasses.dataclass
@@ -74,6 +103,7 @@ def services(broker_url: str, redis_url: str, anyio_backend: str) -> Iterator[Se
         "DATAGRAPH_REDIS_URL": redis_url,
         "DATAGRAPH_PREFIX": prefix,
         "DATAGRAPH_WORKER_BACKEND": anyio_backend,
+        "DATAGRAPH_LEASE": str(LEASE),
     }
     # Started side by side: each takes seconds to boot.
     workers = [
@@ -84,12 +114,14 @@ def services(broker_url: str, redis_url: str, anyio_backend: str) -> Iterator[Se
             ("svc_c", "solo"),
         )
     ]
+    services = Services(broker_url, redis_url, prefix, *workers)
     try:
         for worker in workers:
             worker.wait_ready()
-        yield Services(broker_url, redis_url, prefix, *workers)
+        yield services
     finally:
-        stop_workers(*workers)
+        # The current ones: a test may have restarted some.
+        stop_workers(services.a, services.b, services.c)
 
 
 class HoldingExecutor(CeleryExecutor):
@@ -127,7 +159,7 @@ async def starting(
     supervisor = Supervisor(
         redis_config={"url": services.redis_url, "prefix": services.prefix},
         executor=executor,
-        **settings,
+        **{"lease": LEASE, **settings},
     )
     try:
         yield supervisor
@@ -244,33 +276,78 @@ async def test_cancel_stops_processors_on_every_worker_within_two_seconds(
 
 
 @pytest.mark.anyio
-async def test_a_worker_shut_down_warmly_hands_its_processors_over(
+@pytest.mark.timeout(180)
+async def test_workers_shut_down_warmly_hand_their_processors_over(
     starter: Supervisor, services: Services
 ) -> None:
-    with anyio.fail_after(TIMEOUT):
+    # Restarting two workers takes seconds, more on a busy machine.
+    with anyio.fail_after(TIMEOUT + 2 * READY_TIMEOUT):
         run = await starter.start_flow(shared.ENDLESS, inputs=[IOVal("svc_start", 0)])
         async with aclosing(run["svc_counts"].stream()) as counts:
             assert await anext(counts) == 100
-            before = (await run.states())["svc_tally"]
-            assert (before.status, before.epoch) == ("running", 0)
-            # SIGTERM: Celery's warm shutdown. The processor on the threads pool
-            # dispatches its job again before the worker exits...
-            await anyio.to_thread.run_sync(services.b.stop)
-            after = (await run.states())["svc_tally"]
-            assert (after.status, after.epoch) == ("pending", 1)
-            assert after.where == "celery queue 'datagraph.svc_tally'"
-            # ... and the next worker serving its queue continues it.
-            services.b = await anyio.to_thread.run_sync(services.b.restart)
+            before = await run.states()
+            assert {(st.status, st.epoch) for st in before.values()} == {("running", 0)}
+            # SIGTERM: Celery's warm shutdown, of a prefork worker (the ticker in
+            # a pool child) and of a threads one (the tally). Each processor
+            # dispatches its job again before its process exits...
+            await anyio.to_thread.run_sync(
+                functools.partial(stop_workers, services.a, services.b)
+            )
+            after = await run.states()
+            assert {(st.status, st.epoch) for st in after.values()} == {("pending", 1)}
+            assert after["svc_tally"].where == "celery queue 'datagraph.svc_tally'"
+            # ... and the next workers serving their queues continue them.
+            services.a, services.b = await anyio.to_thread.run_sync(
+                functools.partial(restart_workers, services.a, services.b)
+            )
             await states_when(
                 run,
-                lambda s: (
-                    s["svc_tally"].status == "running" and s["svc_tally"].epoch == 1
-                ),
-            )
+                lambda s: all(st.status == "running" and st.epoch == 1
+                              for st in s.values()),
+            )  # fmt: skip
             assert await anext(counts) == 200  # the stream goes on, nothing twice
         await run.cancel()
         with pytest.raises(RunCancelledError):
             await run.wait()
+
+
+@pytest.mark.anyio
+@pytest.mark.timeout(120)
+async def test_a_killed_pool_child_is_taken_over_with_nothing_lost_or_twice(
+    starter: Supervisor, services: Services
+) -> None:
+    with anyio.fail_after(2 * TIMEOUT):
+        run = await starter.start_flow(
+            shared.ENDLESS, inputs=[IOVal("svc_start", 0)], all_outputs=True
+        )
+        ticks: list[int] = []
+        async with aclosing(run["svc_ticks"].stream()) as stream:
+            async for tick in stream:
+                ticks.append(tick)
+                if len(ticks) == 500:
+                    break
+            # SIGKILL both pool children of svc_a (one of them runs the ticker):
+            # nothing records anything; the prefork pool starts new children.
+            for pid in services.a.children():
+                services.a.kill_child(pid)
+            killed_at = (await starter.store.state(run.id, "svc_ticks")).length
+            # A live peer sees the lease expire and dispatches the ticker again.
+            await states_when(
+                run,
+                lambda s: (
+                    s["svc_ticker"].status == "running" and s["svc_ticker"].epoch == 1
+                ),
+            )
+            async for tick in stream:
+                ticks.append(tick)
+                if len(ticks) == killed_at + 500:  # 500 written after the kill
+                    break
+        # The re-run wrote the same values again from the first; the store kept
+        # each position once: no gap and no duplicate across the kill.
+        assert ticks == list(range(killed_at + 500))
+        taken = (await run.states())["svc_ticker"]
+        assert [f.error_type for f in taken.history] == ["Takeover"]
+        await run.cancel()
 
 
 @pytest.mark.anyio
@@ -285,7 +362,7 @@ async def test_a_processor_no_service_implements_waits_visibly_then_fails(
         # Visibly waiting: its state and the snapshot say where its job waits...
         waiting = (await run.states())["svc_nobody"]
         assert (waiting.status, waiting.where) == ("pending", queue)
-        assert (await run.snapshot()).processors["svc_nobody"].waiting_in == queue
+        assert (await run.snapshot()).processors["svc_nobody"].where == queue
         # ... and so does `datagraph runs show`, from another process.
         shown = await anyio.run_process(
             [sys.executable, "-c", "from datagraph.cli import main; main()",
@@ -295,7 +372,7 @@ async def test_a_processor_no_service_implements_waits_visibly_then_fails(
         )  # fmt: skip
         out = shown.stdout.decode()
         assert shown.returncode == 0, out + shown.stderr.decode()
-        rows = [line for line in out.splitlines() if "not started: waiting" in line]
+        rows = [line for line in out.splitlines() if "waiting for a worker" in line]
         assert len(rows) == 1, out
         assert "svc_nobody" in rows[0]
         assert queue in rows[0]
@@ -409,3 +486,27 @@ def test_a_worker_serves_the_queues_of_what_its_process_implements(
     consumed = set(plain_app.amqp.queues.consume_from)
     assert "mine" in consumed
     assert consumed == {executor.queue_of(name) for name in names}
+
+
+def test_a_worker_started_with_q_keeps_the_queues_it_was_given(
+    plain_app: Celery, redis_url: str
+) -> None:
+    executor = CeleryExecutor(plain_app)
+    Supervisor(store=RedisStore(redis_url, prefix="unused"), executor=executor)
+    plain_app.amqp.queues.select(["given"])  # what `celery worker -Q given` does
+    # celeryd_init tells the executor about the worker's options.
+    worker = types.SimpleNamespace(app=plain_app)
+    executor._on_celeryd_init(
+        sender="w@h", instance=worker, options={"queues": "given"}
+    )
+    assert "celery_served" in executor.serve()
+    assert "datagraph.celery_served" in plain_app.tasks  # registered all the same
+    assert set(plain_app.amqp.queues.consume_from) == {"given"}
+
+
+def test_the_deployment_docs_code_is_valid_python() -> None:
+    text = (Path(__file__).resolve().parents[1] / "docs" / "deployment.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
+    assert len(blocks) >= 3
+    for block in blocks:
+        compile(block, "docs/deployment.md", "exec")

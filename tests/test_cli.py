@@ -915,6 +915,43 @@ def test_runs_cancel_stops_a_run_in_another_process(
 
 @pytest.mark.redis
 @pytest.mark.parametrize("backend", list(Backend))
+def test_runs_resume_mends_a_failed_run(
+    redis_env: dict[str, str | None], tmp_path: Path, backend: Backend
+) -> None:
+    b = ("--backend", backend.value)
+    marker = tmp_path / "marker"
+    code, out, err = invoke(
+        "run", "flows_for_cli:mending", "-i", f"marker={marker}", *b, env=redis_env
+    )
+    assert code == 1
+    assert out == "0\n1\n"
+    run_id = run_id_of(err)
+
+    marker.touch()  # mended: the processor runs again in `runs resume` itself
+    code, out, err = invoke("runs", "resume", run_id, *b, env=redis_env)
+    assert (code, err) == (0, "")
+    assert out.strip() == f"Resumed run {run_id} (cli_mending): succeeded"
+
+    code, out, _ = invoke("runs", "show", run_id, *b, env=redis_env)
+    assert code == 0
+    assert "succeeded" in out
+    code, out, err = invoke("runs", "resume", run_id, *b, env=redis_env)
+    assert_one_line_error(code, out, err, "has no failed, lost or cancelled")
+
+    async def values() -> list[int]:
+        config = {
+            "url": redis_env["DATAGRAPH_REDIS_URL"],
+            "prefix": redis_env["DATAGRAPH_PREFIX"],
+        }
+        async with Supervisor(redis_config=config) as supervisor:
+            run = await supervisor.get_run(run_id)
+            return await run["mended"].collect()
+
+    assert anyio.run(values) == [0, 1, 2, 3, 4]  # none lost, none twice
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("backend", list(Backend))
 def test_ctrl_c_on_run_cancels_the_run(
     redis_env: dict[str, str | None], tmp_path: Path, backend: Backend
 ) -> None:

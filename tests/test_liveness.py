@@ -114,6 +114,14 @@ async def test_a_killed_job_is_taken_over_and_the_output_is_exact(
             await run.wait()
             values = await run["lv_doubled"].collect()
             state = (await run.states())[victim]
+            # Kept whole while read (a re-run reads from 0), freed once all read
+            # (right after the reader ended its streams, which wait() saw).
+
+            async def freed() -> bool:
+                batch = await supervisor.store.read(run.id, "lv_numbers", 0, timeout=0)
+                return not batch.chunks and batch.end is not None
+
+            await _until(freed, "the consumed stream is freed")
     finally:
         executor.close()
         await supervisor.aclose()

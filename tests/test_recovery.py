@@ -10,6 +10,7 @@ from typing import Annotated
 
 import anyio
 import pytest
+from rich.console import Console
 
 from datagraph import (
     IO,
@@ -20,6 +21,8 @@ from datagraph import (
     RunCancelledError,
     RunFailedError,
     Supervisor,
+    _live,
+    viz,
 )
 from datagraph.exceptions import ExecutorError
 from datagraph.executors import Executor
@@ -226,6 +229,12 @@ async def test_a_processor_no_one_serves_waits_visibly_then_fails(
         assert await run.status() == "pending"
         assert state.where == "queue 'nobody.rs_unserved'"
         assert state.dispatched is not None
+        snapshot = await run.snapshot()
+        assert snapshot.processors["rs_unserved"].where == state.where
+        shown = _live.render_snapshot(snapshot, viz.to_graph(run.plan))
+        text = Console(width=200, record=True)
+        text.print(shown)
+        assert "waiting for a worker: queue 'nobody.rs_unserved'" in text.export_text()
         with pytest.raises(RunFailedError) as failed:
             await run.wait()
     error = failed.value.errors["rs_unserved"]

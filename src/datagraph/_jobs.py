@@ -35,6 +35,7 @@ from . import _plan
 from ._errors import Failure, encode_failure
 from ._plan import ProcessorState
 from ._streams import (
+    KEEP_ALL_FIELD,
     dispatch_claim,
     done_stream,
     expire_claim,
@@ -165,6 +166,27 @@ async def record_end(
         raise problems[0]
     if not cancelled:
         await dispatch_ready(ctx, processor.outputs)
+    if ctx.takeover and state.status == "done":
+        await _free_inputs(ctx, processor)
+
+
+async def _free_inputs(ctx: RunContext, processor: Processor) -> None:
+    """Trim the inputs of a finished processor that no reader needs any more.
+
+    A run whose jobs may be taken over keeps each stream whole while it is read
+    (a taken-over reader starts again from its first value); once every reader
+    is done, no re-run needs it, so its values go.
+    """
+    if KEEP_ALL_FIELD in await ctx.store.get_fields(ctx.run_id, [KEEP_ALL_FIELD]):
+        return
+    for stream in processor.inputs:
+        if stream in ctx.plan.outputs:
+            continue
+        readers = [p.name for p in ctx.plan.consumers_of(stream)]
+        states = await ctx.job_states([], also=readers)
+        if all(states[name].status == "done" for name in readers):
+            length = (await ctx.store.state(ctx.run_id, stream)).length
+            await ctx.store.trim(ctx.run_id, stream, length)
 
 
 async def record_end_patiently(

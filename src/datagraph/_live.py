@@ -313,19 +313,20 @@ def _processors_table(snapshot: RunSnapshot, graph: viz.FlowGraph) -> Table:
             str(proc.attempt) if proc.attempt else _NONE,
             str(proc.instances),
             _elapsed(proc, snapshot.taken_at),
-            Text(_first_line(proc.error), "red")
-            if proc.error
-            else _waiting(proc, snapshot.taken_at),
+            _processor_note(proc),
         )
     return table
 
 
-def _waiting(proc: ProcessorFigures, now: float) -> Text | str:
-    """Say where an unstarted processor's job waits for a worker, and how long."""
-    if proc.waiting_in is None or proc.dispatched is None:
-        return ""
-    waited = format_duration(max(0.0, now - proc.dispatched))
-    return Text(f"not started: waiting {waited} in {proc.waiting_in}", "yellow")
+def _processor_note(proc: ProcessorFigures) -> Text:
+    """Its error; else where it waits for a worker, or how often it was taken over."""
+    if proc.error:
+        return Text(_first_line(proc.error), "red")
+    if proc.where is not None:
+        return Text(f"waiting for a worker: {proc.where}", "yellow")
+    if proc.takeovers:
+        return Text(f"taken over {proc.takeovers}x", "dim")
+    return Text()
 
 
 def _progress_table(snapshot: RunSnapshot, graph: viz.FlowGraph) -> Table | None:
@@ -454,8 +455,12 @@ def render_summary(
     lines: list[RenderableType] = []
     for proc in procs:
         notes = []
+        if proc.where is not None:
+            notes.append(f"waiting for a worker: {proc.where}")
         if proc.attempt > 1:
             notes.append(f"attempt {proc.attempt}")
+        if proc.takeovers:
+            notes.append(f"taken over {proc.takeovers}x")
         origin = errors.get(proc.name)
         if origin is not None and _failed_upstream(proc.name, origin):
             notes.append(f"after {origin.processor} failed")

@@ -5,12 +5,10 @@ from __future__ import annotations
 import contextlib
 import itertools
 import time
-from contextlib import AsyncExitStack, ExitStack, aclosing
+from contextlib import AsyncExitStack, aclosing
 from typing import TYPE_CHECKING, Any
 
 import anyio
-import anyio.from_thread
-import anyio.to_thread
 import msgspec
 
 from . import _plan, _telemetry
@@ -26,12 +24,8 @@ from ._streams import (
     start_claim,
     state_field,
 )
-from .exceptions import (
-    RegistrationError,
-    RunNotFoundError,
-    StoreError,
-    UpstreamError,
-)
+from ._threads import run_sync_implementation
+from .exceptions import RunNotFoundError, StoreError, UpstreamError
 from .io import IO, IOVal
 from .processor import Implementation, implementation_of
 
@@ -266,33 +260,9 @@ class ProcessorRun:
                         if outputs.put(item):
                             await outputs.flush()
             return
-        if model.is_async:
-            msg = (
-                f"processor {self.processor.name!r} is a sync function, which runs in "
-                "a worker thread, so its dependencies must be sync too"
-            )
-            raise RegistrationError(msg)
-        blocking: dict[str, Any] = {name: io.blocking() for name, io in ios.items()}
-
-        async def put_one(item: Any) -> None:
-            if outputs.put(item):
-                await outputs.flush()
-
-        def call_in_thread() -> Any:
-            with ExitStack() as stack:
-                result = model.solve(
-                    stack=stack, cache_dependencies={}, nested=False, **blocking
-                )
-                if impl.kind == "sync":
-                    return result
-                try:
-                    for item in result:
-                        anyio.from_thread.run(put_one, item)
-                finally:
-                    result.close()
-            return None
-
-        result = await anyio.to_thread.run_sync(call_in_thread)
+        result = await run_sync_implementation(
+            self.name, impl.kind, model, ios, outputs, self.ctx.settings
+        )
         await self._put_result(outputs, result)
 
     @staticmethod
@@ -304,7 +274,8 @@ class ProcessorRun:
             isinstance(item, IOVal) for item in result
         )
         for item in result if many else [result]:
-            outputs.put(item)
+            if outputs.put(item):
+                await outputs.flush()
         await outputs.flush()
 
     async def _heartbeat(self, scope: anyio.CancelScope) -> None:

@@ -45,7 +45,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise ImportError(_msg + "pip install 'datagraph[cli]'") from exc
 
 from . import viz
-from .exceptions import DatagraphError
+from .exceptions import DatagraphError, RunFailedError
 from .flow import Flow
 from .processor import Processor
 
@@ -972,6 +972,72 @@ def runs_cancel(
                 )
 
         stdout_console().print(run_async(body, backend), markup=False, soft_wrap=True)
+
+
+@runs_app.command("resume")
+def runs_resume(
+    run_id: RunIdArgument,
+    service: Annotated[
+        str | None,
+        typer.Option(
+            "--service",
+            metavar="MODULE",
+            help="Import this module first: the one that attaches your services' "
+            "Supervisor (with, say, a CeleryExecutor), or that implements the "
+            "processors to run here.",
+        ),
+    ] = None,
+    redis_url: SharedRedisUrlOption = None,
+    backend: BackendOption = Backend.asyncio,
+) -> None:
+    """Run again the processors of a run that failed, were lost or cancelled.
+
+    Completed streams are kept and partly written ones go on by position. With
+    --service naming a module that attaches a Supervisor, its executor
+    dispatches them (to Celery workers, say); otherwise they run in this command,
+    which then waits for the run to end.
+    """
+    with reported_errors():
+        url = require_redis(redis_url, "runs resume")
+        if service is not None:
+            _import_service(service)
+
+        async def body() -> str:
+            async with _service_supervisor(url) as supervisor:
+                run = await supervisor.get_run(run_id)
+                resumed = await run.resume()
+                if not resumed:
+                    msg = f"run {run_id} has no failed, lost or cancelled processor"
+                    raise CliError(msg)
+                if supervisor.executor.takes_over:
+                    return f"Resumed run {run_id}: dispatched {', '.join(resumed)}"
+                with contextlib.suppress(RunFailedError):
+                    await run.wait()
+                status = await run.status()
+                return f"Resumed run {run_id} ({', '.join(resumed)}): {status}"
+
+        stdout_console().print(run_async(body, backend), markup=False, soft_wrap=True)
+
+
+def _import_service(module: str) -> None:
+    try:
+        importlib.import_module(module)
+    except ImportError as exc:
+        msg = f"cannot import the service module {module!r}: {exc}"
+        raise CliError(msg) from exc
+
+
+@contextlib.asynccontextmanager
+async def _service_supervisor(redis_url: str) -> AsyncIterator[Supervisor]:
+    """The supervisor a --service module attached, else one of the command's own."""
+    from .supervisor import Supervisor
+
+    attached = Supervisor._attached
+    if attached is None:
+        async with opened_supervisor(redis_url) as supervisor:
+            yield supervisor
+        return
+    yield attached
 
 
 @runs_app.command("purge")

@@ -259,6 +259,10 @@ class Run(dict[str, IO[Any]]):
 
         Returns:
             The names of the processors dispatched again.
+
+        Raises:
+            ProcessorNotFoundError: the executor cannot run one of them (with
+                ``LocalExecutor``: it is not implemented in this process).
         """
         ctx = self._ctx
         states = await self.states()
@@ -269,6 +273,8 @@ class Run(dict[str, IO[Any]]):
         ]
         if not again:
             return []
+        # Raises before anything changes if they cannot run where they would go.
+        ctx.executor.check(_plan.Plan(processors=tuple(again), inputs=(), outputs=()))
         await ctx.store.delete_fields(self.id, [CANCELLED_FIELD])
         previous = await ctx.job_states(
             [job for p in again for job in jobs_of(p)],
@@ -334,7 +340,7 @@ def _figures(
     name: str, wait: bool, instances: int, state: ProcessorState
 ) -> ProcessorFigures:
     error = state.error
-    unstarted = state.status == "pending" and state.dispatched is not None
+    waiting = state.status == "pending" and state.dispatched is not None
     return ProcessorFigures(
         name=name,
         status="waiting" if wait and state.status == "pending" else state.status,
@@ -344,6 +350,7 @@ def _figures(
         ended=state.ended,
         error=f"{error.error_type}: {error.message}" if error else None,
         traceback=error.traceback if error else None,
-        waiting_in=state.where if unstarted else None,
-        dispatched=state.dispatched if unstarted else None,
+        where=state.where if waiting else None,
+        takeovers=sum(f.error_type == "Takeover" for f in state.history),
+        history=tuple(f"{f.error_type}: {f.message}" for f in state.history),
     )

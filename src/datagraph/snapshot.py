@@ -56,10 +56,13 @@ class ProcessorFigures:
     #: ``"Type: message"`` of its failure, and the original traceback text.
     error: str | None
     traceback: str | None
-    #: Where its job was sent (e.g. ``celery queue 'datagraph.parse'``) and when,
-    #: while no worker has started it.
-    waiting_in: str | None = None
-    dispatched: float | None = None
+    #: Where a dispatched processor waits for a worker to start it (say, a
+    #: Celery queue); None once it runs.
+    where: str | None = None
+    #: How many times a peer took it over after its worker was lost.
+    takeovers: int = 0
+    #: ``"Type: message"`` of each earlier attempt's failure, oldest first.
+    history: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)

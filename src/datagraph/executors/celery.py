@@ -230,8 +230,12 @@ class CeleryExecutor(Executor):
         served = []
         for name in sorted(_registry):
             if name not in self._served:
+                # shared=False: the task belongs to this app, not to every app.
                 self.app.task(
-                    name=self.task_name(name), ignore_result=True, lazy=False
+                    name=self.task_name(name),
+                    ignore_result=True,
+                    lazy=False,
+                    shared=False,
                 )(self._receive)
                 self._served.add(name)
             served.append(name)

@@ -91,10 +91,6 @@ class _Log:
         self._thread.join(10)
         self._stream_file.close()
 
-    def join(self, timeout: float = 5) -> None:
-        """Wait until the output has been read to its end (the process exited)."""
-        self._thread.join(timeout)
-
     def text(self) -> str:
         """Everything read so far."""
         with self._changed:
@@ -141,9 +137,7 @@ class Worker:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait()
-        self.log.join()
-        if self.process.stdout is not None:
-            self.process.stdout.close()  # else a ResourceWarning fails the test
+        self.log.close()  # else a killed worker's pipe stays open: ResourceWarning
 
     def stop(self, timeout: float = 15) -> None:
         """Shut the worker down warmly (SIGTERM), or kill it after ``timeout``."""

@@ -12,6 +12,7 @@ from . import _telemetry
 from ._backpressure import Backpressure
 from .exceptions import OutputError, SerializationError
 from .io import IOVal
+from .stores._limits import value_too_large
 
 if TYPE_CHECKING:
     from ._context import RunContext
@@ -165,6 +166,9 @@ class Outputs:
                 f"{name!r} that {ctx.serializer!r} cannot encode: {exc}"
             )
             raise SerializationError(msg, index=exc.index, value=exc.value) from exc
+        if len(data) > ctx.settings.max_value_size:
+            await self._append_split(name, values, len(data))
+            return
         if self._shared:
             start = await ctx.store.append_at_end(ctx.run_id, name, len(values), data)
             new = len(values)
@@ -191,6 +195,21 @@ class Outputs:
         pressure = self._pressure[name]
         if pressure.holds(written):
             await pressure.wait(written)
+
+    async def _append_split(self, name: str, values: list[Any], size: int) -> None:
+        """Append a batch over ``max_value_size`` in halves; refuse a lone value.
+
+        Raises:
+            ValueTooLargeError: one value alone is over the limit (the values
+                before it are written first).
+        """
+        if len(values) == 1:
+            ctx, limit = self._ctx, self._ctx.settings.max_value_size
+            processor = self._processor.name
+            raise value_too_large(ctx.run_id, name, 1, size, limit, processor)
+        half = len(values) // 2
+        await self._append(name, values[:half])
+        await self._append(name, values[half:])
 
     async def _append_at(self, name: str, start: int, values: list[Any]) -> None:
         ctx = self._ctx

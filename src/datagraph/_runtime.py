@@ -92,9 +92,14 @@ class ProcessorRun:
             with anyio.move_on_after(2, shield=True):
                 await self._interrupted()
             raise
+        except StoreError as exc:  # recording its own state failed: say so
+            failure = failure_from_exception(self.name, exc)
         if self._superseded:
             return
-        cancelled = failure is not None and await self._cancelled()
+        try:
+            cancelled = failure is not None and await self._cancelled()
+        except StoreError:
+            cancelled = False  # the store is away: record the failure itself
         await self._finish(
             self._cancelled_failure() if cancelled else failure, cancelled=cancelled
         )

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
     from ._errors import Failure
 
-__all__ = ("count_values", "record_processor")
+__all__ = ("count_values", "prepare", "record_processor")
 
 #: Instrumentation scope of every span and instrument.
 SCOPE = "datagraph"
@@ -160,6 +160,16 @@ def _load() -> _Otel | None:
         _otel = None
     _checked = True
     return _otel
+
+
+def prepare() -> None:
+    """Decide about OpenTelemetry now, not on a run's first write.
+
+    Importing it takes 50-100 ms: a supervisor pays that when it is made, so the
+    first values of the first run are not held up by it.
+    """
+    if not _checked:
+        _load()
 
 
 def _use_providers(

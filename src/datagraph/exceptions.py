@@ -19,8 +19,12 @@ DatagraphError
 │   └── RunCancelledError       wait() on a run that was cancelled
 ├── RunNotFoundError            no run with this id in the store (also KeyError)
 ├── StoreError
-│   ├── StoreConnectionError    the store cannot be reached
-│   └── StreamClosedError       write to a stream that has already ended
+│   ├── StoreConnectionError    the store cannot be reached (within store_timeout)
+│   ├── StreamClosedError       write to a stream that has already ended
+│   ├── CorruptDataError        a stored entry is malformed or foreign; .run_id,
+│   │                           .stream
+│   └── ValueTooLargeError      a value (batch) exceeds max_value_size (also
+│                               ValueError); .run_id, .stream, .size, .limit
 └── ExecutorError
     └── ProcessorNotFoundError  no implementation registered for a processor
 ```
@@ -169,6 +173,47 @@ class StoreConnectionError(StoreError):
 
 class StreamClosedError(StoreError):
     """A value was written to a stream that has already ended."""
+
+
+class CorruptDataError(StoreError):
+    """A stored entry does not hold what Datagraph wrote: malformed or foreign.
+
+    Raised instead of a decoder's own error, and instead of silently returning
+    fewer values than the entry claims to hold.
+    """
+
+    def __init__(self, message: str, *, run_id: str, stream: str | None) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        #: The stream holding the entry; None for a run's metadata.
+        self.stream = stream
+
+
+class ValueTooLargeError(StoreError, ValueError):
+    """An encoded value is larger than the ``max_value_size`` setting allows.
+
+    Raised before anything is sent to the server, which would refuse it (Redis
+    takes at most 512 MB in one argument) or stall every other command meanwhile.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        run_id: str,
+        stream: str,
+        size: int,
+        limit: int,
+        processor: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.stream = stream
+        #: Encoded size in bytes, and the limit it exceeds.
+        self.size = size
+        self.limit = limit
+        #: The processor that wrote it, when known.
+        self.processor = processor
 
 
 class ExecutorError(DatagraphError):

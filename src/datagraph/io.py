@@ -14,6 +14,8 @@ from . import _background
 from ._errors import decode_failure
 from ._threads import ThreadCancelled, call_from_thread
 from .exceptions import (
+    CorruptDataError,
+    DatagraphError,
     EmptyStreamError,
     SerializationError,
     SignatureError,
@@ -98,7 +100,7 @@ class IO(Generic[T]):
 
     def _decode(self, chunk: Chunk) -> list[T]:
         try:
-            return self._ctx.serializer.decode(chunk.data, self._type)
+            values = self._ctx.serializer.decode(chunk.data, self._type)
         except SignatureError as exc:
             msg = f"stream {self.name!r} of run {self._ctx.run_id}: {exc}"
             raise SignatureError(msg) from exc
@@ -108,6 +110,33 @@ class IO(Generic[T]):
                 f"{chunk.end - 1}) does not fit the reader's type {self._type!r}: {exc}"
             )
             raise SerializationError(msg) from exc
+        except DatagraphError:
+            raise
+        except Exception as exc:  # whatever a decoder raises on foreign bytes
+            detail = f"it does not decode ({type(exc).__name__}: {exc})"
+            raise self._corrupt(chunk, detail) from exc
+        if len(values) != chunk.count:  # a short entry must not pass unnoticed
+            raise self._corrupt(chunk, f"it holds {len(values)} values")
+        return values
+
+    def _failure(self, error: bytes) -> DatagraphError:
+        """Return the exception a stream that ended with ``error`` raises."""
+        try:
+            return decode_failure(error).to_exception(self.name)
+        except Exception as exc:  # not what encode_failure writes
+            msg = (
+                f"stream {self.name!r} of run {self._ctx.run_id} ended with a failure "
+                f"that does not decode ({type(exc).__name__}: {exc})"
+            )
+            return CorruptDataError(msg, run_id=self._ctx.run_id, stream=self.name)
+
+    def _corrupt(self, chunk: Chunk, what: str) -> CorruptDataError:
+        msg = (
+            f"the entry of stream {self.name!r} of run {self._ctx.run_id} holding "
+            f"values {chunk.start} to {chunk.end - 1} ({chunk.count} values) is "
+            f"corrupt: {what}"
+        )
+        return CorruptDataError(msg, run_id=self._ctx.run_id, stream=self.name)
 
     def _track(self, generator: AsyncGenerator[D]) -> AsyncGenerator[D]:
         opened = self._opened
@@ -166,7 +195,7 @@ class IO(Generic[T]):
                         ctx.run_id, self.name, position, timeout=0, reader=self._reader
                     )
                 if end.error is not None:
-                    raise decode_failure(end.error).to_exception(self.name)
+                    raise self._failure(end.error)
                 return
             if not batch.chunks:
                 await ctx.check_producer(self.name)
@@ -190,7 +219,7 @@ class IO(Generic[T]):
                 yield values[share.start - offset : share.stop - offset]
             elif share.end is not None:
                 if share.end.error is not None:
-                    raise decode_failure(share.end.error).to_exception(self.name)
+                    raise self._failure(share.end.error)
                 return
             else:
                 await ctx.check_producer(self.name)

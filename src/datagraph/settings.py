@@ -9,9 +9,11 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-__all__ = ("Settings",)
+__all__ = ("CLIENT_LOG_LEVELS", "Settings")
 
 _ENV_PREFIX = "DATAGRAPH_"
+#: The values of ``Settings.client_log_level``, quietest first.
+CLIENT_LOG_LEVELS = ("off", "error", "warn", "info", "debug")
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -51,6 +53,22 @@ class Settings:
     takeovers: int = 25
     #: Secret that signs pickled entries; setting it selects the pickle serializer.
     pickle_secret: str | None = None
+    #: Seconds the Redis store keeps retrying a command through a stalled,
+    #: restarting or unreachable server before it raises ``StoreConnectionError``
+    #: (at most one ``command_timeout`` later, when the last attempt times out).
+    store_timeout: float = 60.0
+    #: Seconds one attempt of a small Redis command may take before it is retried;
+    #: commands carrying large values get more (see ``docs/reliability.md``).
+    command_timeout: float = 5.0
+    #: Largest encoded value (or batch of values) stored in one entry, in bytes.
+    #: Batches above it are split; a single value above it is refused with
+    #: ``ValueTooLargeError``. Redis refuses arguments above 512 MB.
+    max_value_size: int = 128 * 1024 * 1024
+    #: Level of the Redis client's (valkey-glide's) own log lines on stderr:
+    #: ``off`` (the default; Datagraph's errors say what went wrong), ``error``,
+    #: ``warn``, ``info``, ``debug``. Left alone when the application has set up
+    #: glide's ``Logger`` itself.
+    client_log_level: str = "off"
 
     def __post_init__(self) -> None:
         for name in (
@@ -59,17 +77,43 @@ class Settings:
             "read_timeout",
             "lease",
             "dispatch_timeout",
+            "store_timeout",
+            "command_timeout",
         ):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and value > 0):
                 msg = f"setting {name} must be a positive number, got {value!r}"
                 raise ValueError(msg)
-        for name in ("batch_size", "share_size", "window", "takeovers"):
+        for name in (
+            "batch_size",
+            "share_size",
+            "window",
+            "takeovers",
+            "max_value_size",
+        ):
             size: object = getattr(self, name)  # checked: it may come from env
             least = 0 if name in ("window", "takeovers") else 1
             if not (isinstance(size, int) and size >= least):
                 msg = f"setting {name} must be an integer >= {least}, got {size!r}"
                 raise ValueError(msg)
+        if self.client_log_level not in CLIENT_LOG_LEVELS:
+            known = ", ".join(CLIENT_LOG_LEVELS)
+            msg = (
+                f"setting client_log_level must be one of {known}, "
+                f"got {self.client_log_level!r}"
+            )
+            raise ValueError(msg)
+
+    def store_options(self) -> dict[str, Any]:
+        """Return the keyword arguments of ``RedisStore`` that these settings set."""
+        return {
+            "prefix": self.prefix,
+            "retention": self.retention,
+            "store_timeout": self.store_timeout,
+            "command_timeout": self.command_timeout,
+            "max_value_size": self.max_value_size,
+            "client_log_level": self.client_log_level,
+        }
 
     @classmethod
     def from_env(

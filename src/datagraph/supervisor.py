@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 from fast_depends import Provider
 from fast_depends.core import CallModel, build_call_model
 
-from . import _plan
+from . import _plan, _telemetry
 from ._context import RunContext
 from ._jobs import dispatch_ready, dispatched_state, jobs_of
 from ._runtime import ProcessorRun
@@ -104,6 +104,7 @@ class Supervisor:
         self.serializer = serializer
         self.executor = executor or LocalExecutor()
         self.executor.bind(self)
+        _telemetry.prepare()
         #: Replacements of dependencies, as in ``dependency_provider.override()``.
         self.dependency_provider = Provider()
         self._models: dict[int, tuple[Implementation, CallModel]] = {}
@@ -113,8 +114,8 @@ class Supervisor:
     def _open_store(self) -> Store:
         s = self.settings
         if s.redis_url:
-            return open_store(s.redis_url, prefix=s.prefix, retention=s.retention)
-        return open_store(None, retention=s.retention)
+            return open_store(s.redis_url, **s.store_options())
+        return open_store(None, retention=s.retention, max_value_size=s.max_value_size)
 
     def __repr__(self) -> str:
         return f"Supervisor(store={self.store!r}, executor={self.executor!r})"

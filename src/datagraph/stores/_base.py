@@ -95,6 +95,8 @@ class Store(ABC):
 
         Raises:
             StreamClosedError: the stream has ended and the batch holds new values.
+            ValueTooLargeError: ``data`` is larger than the store's
+                ``max_value_size`` (nothing is written).
             StoreError: ``start`` lies past the stream's end (values would be missing).
         """
 
@@ -134,6 +136,8 @@ class Store(ABC):
 
         Raises:
             StreamClosedError: the stream has ended.
+            ValueTooLargeError: ``data`` is larger than the store's
+                ``max_value_size`` (nothing is written).
         """
 
     @abstractmethod
@@ -156,6 +160,10 @@ class Store(ABC):
 
         With ``reader``, the same call records that reader's cursor: it has
         consumed every value before ``position`` (see ``cursors``).
+
+        Raises:
+            CorruptDataError: the entry at ``position`` is not one Datagraph wrote;
+                the valid entries before it are returned by the reads before.
         """
 
     @abstractmethod
@@ -174,6 +182,9 @@ class Store(ABC):
         ``max_count`` at a time, in stream order. Waits up to ``timeout`` seconds
         for values like ``read``. The group's progress is its cursor, under the
         group's name.
+
+        Raises:
+            CorruptDataError: the next entry is not one Datagraph wrote.
         """
 
     @abstractmethod

@@ -11,6 +11,7 @@ import anyio
 
 from ..exceptions import StoreError, StreamClosedError
 from ._base import Batch, Chunk, Share, Store, StreamState
+from ._limits import DEFAULT_MAX_VALUE_SIZE, check_max_value_size, value_too_large
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -71,13 +72,21 @@ class MemoryStore(Store):
 
     Args:
         retention: seconds a run's data is kept after its last write.
+        max_value_size: largest entry (encoded batch) in bytes, as for Redis, so
+            that a flow that fits here fits there.
     """
 
-    def __init__(self, *, retention: float = _DEFAULT_RETENTION) -> None:
+    def __init__(
+        self,
+        *,
+        retention: float = _DEFAULT_RETENTION,
+        max_value_size: int = DEFAULT_MAX_VALUE_SIZE,
+    ) -> None:
         if not retention > 0:
             msg = f"retention must be a positive number of seconds, got {retention!r}"
             raise ValueError(msg)
         self.retention = retention
+        self.max_value_size = check_max_value_size(max_value_size)
         self._runs: dict[str, _Run] = {}
 
     def __repr__(self) -> str:
@@ -114,6 +123,8 @@ class MemoryStore(Store):
     ) -> int:
         """Append a batch at ``start``; see ``Store.append``."""
         await anyio.lowlevel.checkpoint_if_cancelled()
+        if len(data) > self.max_value_size:
+            raise value_too_large(run_id, stream, count, len(data), self.max_value_size)
         s = self._stream(run_id, stream)
         # Positions below the length were written by an earlier run of the producer
         # (all of them, or a part: the caller appends the rest).
@@ -140,6 +151,8 @@ class MemoryStore(Store):
     ) -> int:
         """Append a batch after the stream's last value; see ``Store.append_at_end``."""
         await anyio.lowlevel.checkpoint_if_cancelled()
+        if len(data) > self.max_value_size:
+            raise value_too_large(run_id, stream, count, len(data), self.max_value_size)
         s = self._stream(run_id, stream)
         if s.ended:
             msg = f"stream {stream!r} of run {run_id} has ended; cannot append to it"

@@ -26,7 +26,7 @@ appended, so they need not read it back. Its append script also moves the cursor
 of the readers blocked right where the batch starts past it, as their next read
 would: handed a batch, a reader has consumed it as far as the store can tell. So
 the reader's next read, if nothing has changed since and the registration still
-holds (it lasts ``_WATCH_TTL_MS`` and is renewed well before by reading again),
+holds (it lasts ``WATCH_TTL_MS`` and is renewed well before by reading again),
 waits without asking the server at all. A flow running in one process thus costs
 one round trip per batch and stage, the append. (The scripts write to wake streams
 they do not declare as keys, which a standalone server allows.)
@@ -47,7 +47,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import math
+import re
 import threading
 import time
 import uuid
@@ -58,51 +60,73 @@ import anyio
 import anyio.lowlevel
 
 from .. import _background, _keys
-from ..exceptions import StoreConnectionError, StoreError, StreamClosedError
+from ..exceptions import (
+    CorruptDataError,
+    StoreConnectionError,
+    StoreError,
+    StreamClosedError,
+)
 from ._base import Batch, Chunk, Share, Store, StreamState
+from ._limits import DEFAULT_MAX_VALUE_SIZE, check_max_value_size, value_too_large
+from ._redis_entries import foreign_entry, parse_entries
+from ._redis_lua import (
+    ALL_TAKEN,
+    APPENDED,
+    CLOSED,
+    FOREIGN,
+    GAP,
+    HELD,
+    LOST,
+    TAKEN,
+    WAKE_COUNT,
+    WATCH_TTL_MS,
+    Scripts,
+)
 
 try:
-    from glide import Batch as GlideBatch
     from glide import (
+        AdvancedGlideClientConfiguration,
+        BackoffStrategy,
         ClosingError,
         GlideClient,
         GlideClientConfiguration,
         GlideError,
+        LogLevel,
         NodeAddress,
-        Script,
         ServerCredentials,
         StreamReadOptions,
     )
+    from glide import Batch as GlideBatch
     from glide import ConnectionError as GlideConnectionError
+    from glide import Logger as GlideLogger
     from glide import TimeoutError as GlideTimeoutError
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     msg = "RedisStore needs the valkey-glide client: pip install 'datagraph[redis]'"
     raise ImportError(msg) from exc
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
-    from types import TracebackType
+    from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 
 __all__ = ("RedisStore",)
 
 _DEFAULT_URL = "redis://localhost:6379/0"
 _DEFAULT_RETENTION = 7 * 24 * 3600.0
-#: Most entries (batches) one read returns, and the size at which it stops adding
-#: more: a reader's memory stays bounded when batches are large.
-_READ_COUNT = 512
-_READ_BYTES = 8 * 1024 * 1024
+_DEFAULT_STORE_TIMEOUT = 60.0
+_DEFAULT_COMMAND_TIMEOUT = 5.0
+_LOG_LEVELS = {
+    "off": LogLevel.OFF,
+    "error": LogLevel.ERROR,
+    "warn": LogLevel.WARN,
+    "info": LogLevel.INFO,
+    "debug": LogLevel.DEBUG,
+}
 #: Longest single XREAD BLOCK; a longer wait simply issues another one.
 _MAX_BLOCK_MS = 10_000
-#: How long a blocked reader's registration in a stream's watchers hash lasts, and
-#: how often a reader still waiting renews it (by reading again).
-_WATCH_TTL_MS = 30_000
+#: How often a reader still waiting renews its registration (by reading again).
 _RENEW_S = 10.0
 #: How long after a registration this process still counts on it (a safe margin
-#: below ``_WATCH_TTL_MS``, which runs on the server's clock).
-_WATCHED_S = _WATCH_TTL_MS / 1000 - _RENEW_S
-#: Entries a wake stream keeps, and most one XREAD returns: a reply this long may
-#: have lost older entries, so it wakes every reader of the loop.
-_WAKE_COUNT = 64
+#: below ``WATCH_TTL_MS``, which runs on the server's clock).
+_WATCHED_S = WATCH_TTL_MS / 1000 - _RENEW_S
 #: Most batches appended here that a blocked reader of this loop may take directly.
 _HANDED_CHUNKS = 4
 #: Streams whose keys a store remembers (it forgets them all past that).
@@ -112,308 +136,16 @@ _TRACKED_KEYS = 1024
 #: Pauses of the wake watcher after a failed XREAD, doubling up to the second.
 _RETRY_FIRST_S = 0.05
 _RETRY_MAX_S = 1.0
-#: Time allowed for one ordinary command, reconnection included (glide's default
-#: of 250 ms is too short for multi-megabyte batches).
-_REQUEST_TIMEOUT_MS = 5_000
-#: How long a process's wake stream outlives its last use (it is tiny).
-_WAKE_TTL_MS = 3_600_000
-
-# ----------------------------------------------------------------------------- Lua
-# Shared by the scripts below. KEYS[1] is always the key the script is about and
-# KEYS[2] (when used) the run's key set.
-_LUA_LIB = (
-    """
-local function id_position(id)
-  -- The position an entry id stands for: its milliseconds part.
-  return tonumber(string.sub(id, 1, string.find(id, '-', 1, true) - 1))
-end
-
-local function last_entry(key)
-  -- Length of the stream at key, whether it has ended, and the end's error.
-  local last = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)
-  if #last == 0 then
-    -- No stream, or one that trim emptied. Trim keeps the end marker, so such a
-    -- stream has not ended, and it still knows the id of its last entry.
-    if redis.call('EXISTS', key) == 0 then return 0, false, nil end
-    local info = redis.call('XINFO', 'STREAM', key)
-    for i = 1, #info, 2 do
-      if info[i] == 'last-generated-id' then
-        return id_position(info[i + 1]), false, nil
-      end
-    end
-    return 0, false, nil
-  end
-  local id = last[1][1]
-  local dash = string.find(id, '-', 1, true)
-  local length = tonumber(string.sub(id, 1, dash - 1))
-  if string.sub(id, dash + 1) == '0' then return length, false, nil end
-  local fields = last[1][2]
-  for i = 1, #fields, 2 do
-    if fields[i] == 'error' then return length, true, fields[i + 1] end
-  end
-  return length, true, nil
-end
-
-local function touch(key, ttl)
-  -- Refresh the expiry of key and of the run's key set, listing key in it.
-  -- Returns 1 when the run had no key set: the caller then indexes the run.
-  local fresh = 1 - redis.call('EXISTS', KEYS[2])
-  redis.call('SADD', KEYS[2], key)
-  redis.call('PEXPIRE', KEYS[2], ttl)
-  redis.call('PEXPIRE', key, ttl)
-  return fresh
-end
-
-local function server_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
-
-local function watch(watchers, wake)
-  -- Register the wake stream of a reader about to wait, for a while.
-  if wake == '' then return end
-  redis.call('HSET', watchers, wake, string.format('%d', server_ms() + $WATCH_TTL))
-  redis.call('PEXPIRE', watchers, '$WATCH_TTL')
-end
-
-local function notify(watchers, own)
-  -- Tell each other process registered in watchers that KEYS[1] changed; the
-  -- writer's own process (wake stream own) wakes its readers itself.
-  local found = redis.call('HGETALL', watchers)
-  if #found == 0 then return end
-  local now = server_ms()
-  for i = 1, #found, 2 do
-    local wake = found[i]
-    if tonumber(found[i + 1]) < now then
-      redis.call('HDEL', watchers, wake)
-    elseif wake ~= own then
-      redis.call('XADD', wake, 'MAXLEN', '$WAKE_COUNT', '*', 'k', KEYS[1])
-      redis.call('PEXPIRE', wake, '$WAKE_TTL')
-    end
-  end
-end
-""".replace("$WAKE_COUNT", str(_WAKE_COUNT))
-    .replace("$WAKE_TTL", str(_WAKE_TTL_MS))
-    .replace("$WATCH_TTL", str(_WATCH_TTL_MS))
-)
-
-# KEYS: the stream, the run's key set, the stream's watchers, its cursors. ARGV:
-# start, stop (= start + count), count, data, ttl_ms, the writer's wake stream,
-# then the readers of the writer's event loop blocked right at start: they are
-# handed the batch there, so their cursors move past it here.
-# Returns {status, length, fresh}; status 0 written, 1 already held, 2 ended, 3 gap.
-_APPEND_LUA = (
-    _LUA_LIB
-    + """
-local length, ended = last_entry(KEYS[1])
-local start, stop = tonumber(ARGV[1]), tonumber(ARGV[2])
-if stop <= length then return {1, length, 0} end
-if ended then return {2, length, 0} end
-if start < length then return {1, length, 0} end
-if start > length then return {3, length, 0} end
-redis.call('XADD', KEYS[1], ARGV[2] .. '-0', 'n', ARGV[3], 'd', ARGV[4])
-notify(KEYS[3], ARGV[6])
-local fresh = touch(KEYS[1], ARGV[5])
-if #ARGV > 6 then
-  for i = 7, #ARGV do
-    local old = redis.call('HGET', KEYS[4], ARGV[i])
-    if not old or tonumber(old) < stop then
-      redis.call('HSET', KEYS[4], ARGV[i], ARGV[2])
-    end
-  end
-  touch(KEYS[4], ARGV[5])
-end
-return {0, stop, fresh}
-"""
-)
-
-# KEYS as for append. ARGV: ttl_ms, has_error ('0'/'1'), error, the writer's wake
-# stream. Returns {ended_now, length, fresh}.
-_END_LUA = (
-    _LUA_LIB
-    + """
-local length, ended = last_entry(KEYS[1])
-if ended then return {0, length, 0} end
--- The marker takes the stream's length and the next free sequence number
--- (1, or more once a resumed run reopened the stream and ends it again).
-local id = string.format('%d-*', length)
-if ARGV[2] == '1' then
-  redis.call('XADD', KEYS[1], id, 'end', '1', 'error', ARGV[3])
-else
-  redis.call('XADD', KEYS[1], id, 'end', '1')
-end
-notify(KEYS[3], ARGV[4])
-return {1, length, touch(KEYS[1], ARGV[1])}
-"""
-)
-
-# KEYS as for append. ARGV: ttl_ms, the writer's wake stream. Deletes the end
-# marker; the stream keeps its length (its last id stays that of the marker).
-# Returns 1 if the stream had ended, else 0.
-_REOPEN_LUA = (
-    _LUA_LIB
-    + """
-local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
-if #last == 0 then return 0 end
-local id = last[1][1]
-if string.sub(id, string.find(id, '-', 1, true) + 1) == '0' then return 0 end
-redis.call('XDEL', KEYS[1], id)
-notify(KEYS[3], ARGV[2])
-touch(KEYS[1], ARGV[1])
-return 1
-"""
-)
-
-# KEYS as for append. ARGV: count, data, ttl_ms, the writer's wake stream.
-# Returns {status, length (= the batch's start), fresh}; status 0 written (or
-# nothing to write), 2 ended.
-_APPEND_AT_END_LUA = (
-    _LUA_LIB
-    + """
-local length, ended = last_entry(KEYS[1])
-if ended then return {2, length, 0} end
-local count = tonumber(ARGV[1])
-if count == 0 then return {0, length, 0} end
-redis.call('XADD', KEYS[1], string.format('%d-0', length + count),
-           'n', ARGV[1], 'd', ARGV[2])
-notify(KEYS[3], ARGV[4])
-return {0, length, touch(KEYS[1], ARGV[3])}
-"""
-)
-
-# KEYS: the stream, the run's key set, the stream's cursors, its watchers. ARGV:
-# position, ttl_ms, wake stream ('' for none), and with a reader its name. Returns
-# {fresh, ...}: fresh is 1 when recording the cursor started the run's key set.
-# The rest is a flat list of triples {id, count, data} in order, where an end
-# marker has count -1 (no error, data '') or -2 (data = the error). With nothing
-# past the position, the rest is the end marker triple if the stream has ended,
-# else {length}; then the wake stream, if given, is registered among the watchers:
-# the reader is about to wait. Reads stop after $READ_COUNT entries or once they
-# hold $READ_BYTES bytes.
-_READ_LUA = (
-    _LUA_LIB
-    + """
-local fresh = 0
-if ARGV[4] then
-  -- Record the reader's cursor, only ever moving it forward.
-  local old = redis.call('HGET', KEYS[3], ARGV[4])
-  if not old or tonumber(old) < tonumber(ARGV[1]) then
-    redis.call('HSET', KEYS[3], ARGV[4], ARGV[1])
-    fresh = touch(KEYS[3], ARGV[2])
-  end
-end
-local cursor = '(' .. ARGV[1] .. '-0'
-local max_count, max_bytes = $READ_COUNT, $READ_BYTES
-local out, n, size = {fresh}, 0, 0
-while n < max_count and size < max_bytes do
-  local want = math.min(max_count - n, 64)
-  local entries = redis.call('XRANGE', KEYS[1], cursor, '+', 'COUNT', want)
-  for _, entry in ipairs(entries) do
-    local f = entry[2]
-    out[#out + 1] = entry[1]
-    if f[1] == 'n' then
-      out[#out + 1] = f[2]
-      out[#out + 1] = f[4]
-      size = size + #f[4]
-    elseif f[3] == 'error' then
-      out[#out + 1] = -2
-      out[#out + 1] = f[4]
-    else
-      out[#out + 1] = -1
-      out[#out + 1] = ''
-    end
-    n = n + 1
-    cursor = '(' .. entry[1]
-    if size >= max_bytes then break end
-  end
-  if #entries < want then break end
-end
-if n > 0 then return out end
-local length, ended, err = last_entry(KEYS[1])
-if not ended then
-  watch(KEYS[4], ARGV[3])
-  return {fresh, length}
-end
-if err then return {fresh, string.format('%d-1', length), -2, err} end
-return {fresh, string.format('%d-1', length), -1, ''}
-""".replace("$READ_COUNT", str(_READ_COUNT)).replace("$READ_BYTES", str(_READ_BYTES))
-)
-
-# KEYS: the stream, the run's key set, the stream's cursors, its watchers. ARGV:
-# group, max_count, ttl_ms, wake stream ('' for none). The group's
-# cursor is the position of its next value; the entry after it holds that value
-# (or, its positions trimmed, the next one held). Returns one of
-#   {0, cursor, length}                       nothing to take yet (the wake
-#                                             stream, if given, now watches)
-#   {1, start, stop, entry end, count, data, fresh}   positions start..stop-1 taken
-#   {2, cursor, length, has_error, error}    the stream ended, the group took all
-_TAKE_LUA = (
-    _LUA_LIB
-    + """
-local cursor = tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '0')
-local entries = redis.call('XRANGE', KEYS[1], string.format('(%d-0', cursor), '+',
-                           'COUNT', 1)
-if #entries == 0 then
-  watch(KEYS[4], ARGV[4])
-  return {0, cursor, (last_entry(KEYS[1]))}
-end
-local id, f = entries[1][1], entries[1][2]
-local stop = id_position(id)
-if f[1] ~= 'n' then  -- the end marker
-  if f[3] == 'error' then return {2, cursor, stop, 1, f[4]} end
-  return {2, cursor, stop, 0, ''}
-end
-local count = tonumber(f[2])
-local start = math.max(cursor, stop - count)
-local taken = math.min(stop, start + tonumber(ARGV[2]))
-redis.call('HSET', KEYS[3], ARGV[1], string.format('%d', taken))
-return {1, start, taken, stop, count, f[4], touch(KEYS[3], ARGV[3])}
-"""
-)
-
-# ARGV: before. Drops the entries whose values all lie before it, never the end
-# marker (it holds the length and the error). Returns how many were dropped.
-_TRIM_LUA = (
-    _LUA_LIB
-    + """
-local before = tonumber(ARGV[1])
-local length, ended = last_entry(KEYS[1])
-local min_id = string.format('%d-0', before + 1)
-if ended and before >= length then min_id = string.format('%d-1', length) end
-return redis.call('XTRIM', KEYS[1], 'MINID', min_id)
-"""
-)
-
-# Returns {length, ended} or {length, ended, error}.
-_STATE_LUA = (
-    _LUA_LIB
-    + """
-local length, ended, err = last_entry(KEYS[1])
-if err then return {length, 1, err} end
-return {length, ended and 1 or 0}
-"""
-)
-
-# ARGV: ttl_ms, name1, value1, name2, value2, ... Returns fresh.
-_SET_FIELDS_LUA = (
-    _LUA_LIB
-    + """
-for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-return touch(KEYS[1], ARGV[1])
-"""
-)
-
-# ARGV: ttl_ms, name. Returns {won, fresh}.
-_CLAIM_LUA = (
-    _LUA_LIB
-    + """
-local won = redis.call('HSETNX', KEYS[1], ARGV[2], '1')
-return {won, touch(KEYS[1], ARGV[1])}
-"""
-)
-
-_APPENDED, _HELD, _CLOSED, _GAP = 0, 1, 2, 3
-_NOTHING, _TAKEN, _ALL_TAKEN = 0, 1, 2
+#: Entries with more data than this travel on connections of their own (one per
+#: command in flight), each allowed time in proportion to ``max_value_size``: a
+#: large command neither waits behind nor delays the small ones of other runs.
+_BULK_BYTES = 1024 * 1024
+#: The slowest transfer rate a large command is given time for (bytes/s).
+_SLOWEST_RATE = 16 * 1024 * 1024
+#: Idle large-command connections a session keeps for the next ones.
+_BULK_IDLE = 2
+#: Longest wait to open a connection (glide's default is 2 s).
+_CONNECT_TIMEOUT_MS = 1_000
 
 
 def _watchers_key(prefix: str, run_id: str, stream: str) -> str:
@@ -426,34 +158,14 @@ def _watchers_key(prefix: str, run_id: str, stream: str) -> str:
     return f"{_keys.run_tag(prefix, run_id)}:w:{stream}"
 
 
-def _script(code: str) -> Any:
-    return Script(code)  # type: ignore[no-untyped-call]  # glide leaves it untyped
+def _tokens_key(prefix: str, run_id: str, stream: str) -> str:
+    """Return the key of the hash of a stream's call tokens.
 
-
-class _Scripts:
-    """The Lua scripts, registered with glide when first needed."""
-
-    _lock = threading.Lock()
-    _loaded: _Scripts | None = None
-
-    def __init__(self) -> None:
-        self.append = _script(_APPEND_LUA)
-        self.end = _script(_END_LUA)
-        self.reopen = _script(_REOPEN_LUA)
-        self.read = _script(_READ_LUA)
-        self.append_at_end = _script(_APPEND_AT_END_LUA)
-        self.take = _script(_TAKE_LUA)
-        self.trim = _script(_TRIM_LUA)
-        self.state = _script(_STATE_LUA)
-        self.set_fields = _script(_SET_FIELDS_LUA)
-        self.claim = _script(_CLAIM_LUA)
-
-    @classmethod
-    def get(cls) -> _Scripts:
-        with cls._lock:
-            if cls._loaded is None:
-                cls._loaded = cls()
-            return cls._loaded
+    ``append_at_end`` and ``take`` record what each call did under a token of the
+    call until the caller has the answer, so a call retried after a lost answer
+    is answered the same (see ``RedisStore._call``). In the run's key set.
+    """
+    return f"{_keys.run_tag(prefix, run_id)}:t:{stream}"
 
 
 # ------------------------------------------------------------------------- the URL
@@ -614,6 +326,11 @@ def _do_nothing() -> None:
     return
 
 
+async def _closer(client: Any) -> None:
+    with contextlib.suppress(Exception):
+        await client.close()
+
+
 class _Session:
     """One event loop's connections to the server and its blocked readers.
 
@@ -628,6 +345,10 @@ class _Session:
         self.lock = anyio.Lock()
         self.client: Any = None  # GlideClient: every ordinary command
         self.blocker: Any = None  # GlideClient: XREAD BLOCK on the wake stream
+        self.bulk: list[Any] = []  # idle GlideClients for large commands
+        #: Tokens of ``append_at_end``/``take`` calls answered, by tokens key: the
+        #: next call on that key tells the server to forget them.
+        self.acks: dict[str, list[str]] = {}
         self.wake_key = _keys.wake_key(store.prefix, uuid.uuid4().hex).encode()
         self.wake_id = b"0-0"  # the last wake entry seen
         self.tracked: dict[bytes, _Tracked] = {}
@@ -635,17 +356,17 @@ class _Session:
         self.watching = False  # the task that reads the wake stream runs
         self.closed = False
 
-    async def connect(self, operation: str) -> Any:
-        """Return the multiplexed client, connecting on first use for ``operation``."""
+    async def connect(self) -> Any:
+        """Return the multiplexed client, connecting on first use."""
         if self.client is None:
             async with self.lock:
                 if self.client is None:
-                    with self.store._errors(operation):
-                        self.client = await self._open("datagraph")
+                    self.client = await self._open("datagraph")
         return self.client
 
-    async def _open(self, name: str) -> Any:
-        client = await GlideClient.create(self.store._config(name))
+    async def _open(self, name: str, timeout_ms: int | None = None) -> Any:
+        client = await GlideClient.create(self.store._config(name, timeout_ms))
+        self.store._reached = True
         if self.closed:  # closed while connecting: no one else would close it
             with contextlib.suppress(Exception):
                 await client.close()
@@ -653,10 +374,47 @@ class _Session:
             raise StoreConnectionError(msg)
         return client
 
+    def discard(self, client: Any) -> None:
+        """Stop using a client that glide has closed; the next command reconnects."""
+        if self.client is client:
+            self.client = None
+        _background.spawn(functools.partial(_closer, client))
+
+    @contextlib.asynccontextmanager
+    async def bulk_client(self) -> AsyncIterator[Any]:
+        """Lend a connection of its own to one large command."""
+        client = self.bulk.pop() if self.bulk else None
+        if client is None:
+            client = await self._open("datagraph-bulk", self.store._bulk_timeout_ms)
+        try:
+            yield client
+        except BaseException:
+            # Closed, timed out (a late reply may still come) or cancelled: its
+            # state is unknown, so it serves no other command.
+            _background.spawn(functools.partial(_closer, client))
+            raise
+        if len(self.bulk) < _BULK_IDLE and not self.closed:
+            self.bulk.append(client)
+        else:
+            _background.spawn(functools.partial(_closer, client))
+
+    def acknowledge(self, tokens_key: str, token: str) -> None:
+        """Note that the answer of the call ``token`` arrived.
+
+        Never dropped: the record of a share not acknowledged holds back trim.
+        There are about as many as the loop's members of one group.
+        """
+        self.acks.setdefault(tokens_key, []).append(token)
+
+    def take_acks(self, tokens_key: str) -> list[str]:
+        """Return (and forget) the answered calls the next call reports."""
+        return self.acks.pop(tokens_key, [])
+
     async def close(self) -> None:
-        """Close both clients (safe from any event loop, and more than once)."""
+        """Close every client (safe from any event loop, and more than once)."""
         self.closed = True
-        clients, self.client, self.blocker = (self.client, self.blocker), None, None
+        clients = (self.client, self.blocker, *self.bulk)
+        self.client, self.blocker, self.bulk = None, None, []
         for client in clients:
             if client is not None:
                 # close() never awaits, so it works after the loop that made the
@@ -777,7 +535,9 @@ class _Session:
             while self.waiting:
                 try:
                     reply = await self._read_wakes()
-                except Exception:
+                except Exception as exc:
+                    if isinstance(exc, ClosingError):
+                        self.blocker = None  # glide gave up on it: open another
                     # Readers hear of the failure (or of aclose()) on their own
                     # connection, or wait again; wake entries stay meanwhile.
                     self.wake_all()
@@ -791,7 +551,7 @@ class _Session:
                 if not entries:
                     continue
                 self.wake_id = list(entries)[-1]
-                if len(entries) >= _WAKE_COUNT:
+                if len(entries) >= WAKE_COUNT:
                     self.wake_all()  # older entries may have been trimmed away
                     continue
                 for fields in entries.values():
@@ -808,36 +568,40 @@ class _Session:
                     self.blocker = await self._open("datagraph-wait")
         return await self.blocker.xread(
             {self.wake_key: self.wake_id},
-            StreamReadOptions(block_ms=_MAX_BLOCK_MS, count=_WAKE_COUNT),
+            StreamReadOptions(block_ms=_MAX_BLOCK_MS, count=WAKE_COUNT),
         )
 
 
-class _Errors:
-    """Context manager that re-raises glide's errors as the store's own."""
+#: What glide says when a first connection fails, and what Datagraph says then.
+_CONNECT_FAILURES = (
+    ("refused", "connection refused (is the server running, on this port?)"),
+    ("lookup address", "unknown host"),
+    ("name or service not known", "unknown host"),
+    ("wrongpass", "authentication failed (wrong user name or password)"),
+    ("noauth", "authentication failed (the server wants a password)"),
+    ("auth", "authentication failed"),
+)
 
-    __slots__ = ("address", "operation")
 
-    def __init__(self, address: _Address, operation: str) -> None:
-        self.address = address  # its URL is only worked out for a message
-        self.operation = operation
+def _connect_failure(exc: Exception) -> str | None:
+    """Say why a connection failed for good (refused, unknown host, login), if so."""
+    detail = str(exc).lower()
+    for needle, reason in _CONNECT_FAILURES:
+        if needle in detail:
+            return reason
+    return None
 
-    def __enter__(self) -> None:
-        return None
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if isinstance(exc, ClosingError | GlideConnectionError | GlideTimeoutError):
-            url, detail = self.address.safe_url, str(exc).strip()
-            msg = f"cannot reach Redis at {url} to {self.operation}: {detail}"
-            raise StoreConnectionError(msg) from exc
-        if isinstance(exc, GlideError):
-            url, detail = self.address.safe_url, str(exc).strip()
-            msg = f"Redis at {url} failed to {self.operation}: {detail}"
-            raise StoreError(msg) from exc
+#: Server errors that pass: retried like a stalled server (loading its data after
+#: a restart, busy with a long script, a replica promoted, a cluster healing).
+_TRANSIENT = re.compile(r"\b(LOADING|BUSY|TRYAGAIN|MASTERDOWN|READONLY|CLUSTERDOWN)\b")
+#: Errors of a script that met data of another shape than it wrote: a key of
+#: another type, or Lua tripping on a field (arithmetic on nil, ...).
+_FOREIGN_DATA = re.compile(r"WRONGTYPE|user_script:\d+: (attempt to|bad argument)")
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -849,6 +613,13 @@ class _StreamKeys:
     keyset: str
     cursors: str
     watchers: str
+    tokens: str
+    blobs: str  # sorted set: blob key by the position its batch ends at
+    blob_prefix: str  # a blob key is this plus a random token
+
+    def blob(self) -> str:
+        """Return a new key for the data of one large batch."""
+        return self.blob_prefix + uuid.uuid4().hex
 
 
 # ------------------------------------------------------------------- the store
@@ -860,13 +631,30 @@ class RedisStore(Store):
     the expiry of the keys it touches, so a run's data is deleted ``retention``
     seconds after it was last written.
 
+    A command that gets no answer (the server is stalled, restarting or out of
+    reach) is retried until ``store_timeout`` seconds have passed since it was
+    first sent, then ``StoreConnectionError`` is raised. Every command is safe to
+    send twice: appends are idempotent by position, and the calls that are not
+    (``append_at_end``, ``take``, ``claim``) carry a token that lets the server
+    answer a retry the way it answered the first attempt. A first connection that
+    is refused, names an unknown host or fails to log in fails at once.
+
     Args:
         url: ``redis://[[user]:password@]host[:port][/db]``; ``rediss://`` for TLS.
         prefix: first part of every key, to share a server between applications.
         retention: seconds that run data outlives its last write.
+        store_timeout: seconds a command is retried before the server counts as
+            unreachable.
+        command_timeout: seconds one attempt of a small command may take; one
+            carrying more than 1 MiB gets ``max_value_size / 16 MiB/s`` more.
+        max_value_size: largest entry (encoded batch) in bytes; larger appends
+            raise ``ValueTooLargeError``.
+        client_log_level: level of glide's own log lines (``off``, ``error``,
+            ``warn``, ``info``, ``debug``); ignored once glide's ``Logger`` is set
+            up, by the application or by an earlier store.
 
     Raises:
-        ValueError: the URL, prefix or retention is not valid.
+        ValueError: an argument is not valid.
     """
 
     def __init__(
@@ -875,18 +663,38 @@ class RedisStore(Store):
         *,
         prefix: str = "dg",
         retention: float = _DEFAULT_RETENTION,
+        store_timeout: float = _DEFAULT_STORE_TIMEOUT,
+        command_timeout: float = _DEFAULT_COMMAND_TIMEOUT,
+        max_value_size: int = DEFAULT_MAX_VALUE_SIZE,
+        client_log_level: str = "off",
     ) -> None:
-        if not retention > 0:
-            msg = f"retention must be a positive number of seconds, got {retention!r}"
-            raise ValueError(msg)
+        for name, value in (
+            ("retention", retention),
+            ("store_timeout", store_timeout),
+            ("command_timeout", command_timeout),
+        ):
+            if not value > 0:
+                msg = f"{name} must be a positive number of seconds, got {value!r}"
+                raise ValueError(msg)
         self.address = _parse_url(url)
         self.prefix = _keys.check_prefix(prefix)
         self.retention = retention
+        self.store_timeout = float(store_timeout)
+        self.command_timeout = float(command_timeout)
+        self.max_value_size = check_max_value_size(max_value_size)
+        _quiet_client_log(client_log_level)
         self._ttl_ms = str(max(1, math.ceil(retention * 1000)))
-        self._scripts = _Scripts.get()
+        self._timeout_ms = max(1, math.ceil(command_timeout * 1000))
+        self._bulk_timeout_ms = self._timeout_ms + math.ceil(
+            1000 * self.max_value_size / _SLOWEST_RATE
+        )
+        self._scripts = Scripts.get()
         self._sessions: dict[object, _Session] = {}
         self._sessions_lock = threading.Lock()  # a store may serve loops in threads
         self._stream_keys: dict[tuple[str, str], _StreamKeys] = {}
+        #: Whether any connection ever succeeded: a refused first connection is
+        #: far likelier a wrong URL than a restart, so it is not retried.
+        self._reached = False
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> Self:
@@ -902,7 +710,7 @@ class RedisStore(Store):
         return f"RedisStore({self.url!r}, prefix={self.prefix!r})"
 
     # -- plumbing ----------------------------------------------------------------
-    def _config(self, name: str) -> Any:
+    def _config(self, name: str, timeout_ms: int | None = None) -> Any:
         address = self.address
         credentials = None
         if address.password is not None:
@@ -914,16 +722,23 @@ class RedisStore(Store):
             use_tls=address.tls,
             credentials=credentials,
             database_id=address.db,
-            request_timeout=_REQUEST_TIMEOUT_MS,
+            request_timeout=timeout_ms or self._timeout_ms,
             client_name=name,
+            # No retries inside create(): a refused port fails at once. Once
+            # connected, glide reconnects by itself without end, every 50 ms.
+            reconnect_strategy=BackoffStrategy(
+                num_of_retries=0, factor=50, exponent_base=2
+            ),
+            advanced_config=AdvancedGlideClientConfiguration(
+                connection_timeout=min(_CONNECT_TIMEOUT_MS, self._timeout_ms)
+            ),
         )
-
-    def _errors(self, operation: str) -> _Errors:
-        """Re-raise the client's errors as ``StoreConnectionError``/``StoreError``."""
-        return _Errors(self.address, operation)
 
     async def _session(self) -> _Session:
         loop = anyio.lowlevel.current_token().native_token
+        session = self._sessions.get(loop)  # the usual case: no lock, no await
+        if session is not None:
+            return session
         with self._sessions_lock:
             session = self._sessions.get(loop)
             finished: list[_Session] = []
@@ -939,14 +754,92 @@ class RedisStore(Store):
         return session
 
     async def _client(self, operation: str) -> tuple[_Session, Any]:
-        # Every command comes this way: the usual case takes no lock and no await.
-        session = self._sessions.get(anyio.lowlevel.current_token().native_token)
-        if session is None:
-            session = await self._session()
-        client = session.client
-        if client is None:
-            client = await session.connect(operation)
+        """Return this loop's session and its connected multiplexed client."""
+        session = await self._session()
+        client = await self._call(operation, _same)
         return session, client
+
+    async def _call(
+        self,
+        operation: str,
+        command: Callable[[Any], Awaitable[Any]],
+        *,
+        run_id: str | None = None,
+        stream: str | None = None,
+        size: int = 0,
+    ) -> Any:
+        """Run ``command(client)``, retrying it until ``store_timeout`` has passed.
+
+        ``command`` must be safe to run twice (see the class). A command carrying
+        more than ``_BULK_BYTES`` runs on a connection of its own. After a retry,
+        the run (``run_id``) is indexed: the attempt that created its first key
+        may have lost its answer, which says so.
+
+        Raises:
+            StoreConnectionError: no answer within ``store_timeout``, or a first
+                connection failed for good (refused, unknown host, login).
+            CorruptDataError: a key of the run holds another type of value.
+            StoreError: the server refused the command.
+        """
+        session = await self._session()
+        started = anyio.current_time()
+        delay = _RETRY_FIRST_S
+        attempts = 0
+        while True:
+            attempts += 1
+            client = None
+            try:
+                if size > _BULK_BYTES:
+                    async with session.bulk_client() as bulk:
+                        result = await command(bulk)
+                else:
+                    client = session.client or await session.connect()
+                    result = await command(client)
+            except GlideError as exc:
+                transient = isinstance(
+                    exc, GlideTimeoutError | GlideConnectionError | ClosingError
+                ) or bool(_TRANSIENT.search(str(exc)))
+                if not transient:
+                    raise self._refused(exc, operation, run_id, stream) from exc
+                if client is not None and isinstance(exc, ClosingError):
+                    session.discard(client)
+                if session.closed:
+                    msg = f"the store for {self.url} was closed; cannot {operation}"
+                    raise StoreConnectionError(msg) from None
+                reason = None if self._reached else _connect_failure(exc)
+                if reason is not None:
+                    msg = f"cannot reach Redis at {self.url} to {operation}: {reason}"
+                    raise StoreConnectionError(msg) from None
+                waited = anyio.current_time() - started
+                if waited >= self.store_timeout:
+                    msg = (
+                        f"cannot reach Redis at {self.url} to {operation}: no answer "
+                        f"for {waited:.1f}s (store_timeout is {self.store_timeout:g}s)"
+                        f"; last error: {_one_line(exc)}"
+                    )
+                    raise StoreConnectionError(msg) from exc
+                await anyio.sleep(min(delay, self.store_timeout - waited))
+                delay = min(delay * 2, _RETRY_MAX_S)
+                continue
+            if attempts > 1 and run_id is not None:
+                await self._index(run_id)
+            return result
+
+    def _refused(
+        self, exc: GlideError, operation: str, run_id: str | None, stream: str | None
+    ) -> StoreError:
+        """Return the store's error for a command the server refused."""
+        detail = _one_line(exc)
+        if run_id is not None and _FOREIGN_DATA.search(detail):
+            what = f"stream {stream!r} of run {run_id}" if stream else f"run {run_id}"
+            kind = (
+                "a key of it holds another type of value than Datagraph wrote there"
+                if "WRONGTYPE" in detail
+                else "it holds data Datagraph did not write"
+            )
+            msg = f"cannot {operation}: {kind} ({what}): {detail}"
+            return CorruptDataError(msg, run_id=run_id, stream=stream)
+        return StoreError(f"Redis at {self.url} failed to {operation}: {detail}")
 
     def _keys_of(self, run_id: str, stream: str) -> _StreamKeys:
         found = self._stream_keys.get((run_id, stream))
@@ -960,53 +853,124 @@ class RedisStore(Store):
                 keyset=_keys.keys_key(self.prefix, run_id),
                 cursors=_keys.cursors_key(self.prefix, run_id, stream),
                 watchers=_watchers_key(self.prefix, run_id, stream),
+                tokens=_tokens_key(self.prefix, run_id, stream),
+                blobs=f"{_keys.run_tag(self.prefix, run_id)}:b:{stream}",
+                blob_prefix=f"{_keys.run_tag(self.prefix, run_id)}:v:{stream}:",
             )
         return found
 
-    async def _index(self, client: Any, run_id: str) -> None:
+    async def _index(self, run_id: str) -> None:
         """Add a run to the index of runs, keeping the time it was first seen."""
-        with self._errors(f"index run {run_id}"):
-            await client.custom_command(
-                ["ZADD", _keys.runs_key(self.prefix), "NX", repr(time.time()), run_id]
+        command = ["ZADD", _keys.runs_key(self.prefix), "NX", repr(time.time()), run_id]
+        await self._call(
+            f"index run {run_id}", lambda client: client.custom_command(command)
+        )
+
+    def _check_size(self, run_id: str, stream: str, count: int, data: bytes) -> None:
+        if len(data) > self.max_value_size:
+            raise value_too_large(run_id, stream, count, len(data), self.max_value_size)
+
+    async def _put_blob(
+        self, keys: _StreamKeys, data: bytes, run_id: str, stream: str, operation: str
+    ) -> str:
+        """SET the data of a large batch in a key of its own; return the key.
+
+        Sent on a connection of its own: the server reads it bit by bit between
+        other clients' commands, and SET keeps it without a copy, where a script
+        taking it as an argument would stall the server while it copies.
+        """
+        blob = keys.blob()
+        command: list[str | bytes] = ["SET", blob, data, "PX", self._ttl_ms]
+        await self._call(
+            operation,
+            lambda client: client.custom_command(command),
+            run_id=run_id,
+            stream=stream,
+            size=len(data),
+        )
+        return blob
+
+    async def _fetch(
+        self, run_id: str, stream: str, blob: bytes, operation: str
+    ) -> bytes:
+        """Return the data of a large batch, read on a connection of its own."""
+        data = await self._call(
+            operation,
+            lambda client: client.get(blob),
+            run_id=run_id,
+            stream=stream,
+            size=self.max_value_size,
+        )
+        if data is None:
+            msg = (
+                f"a batch of stream {stream!r} of run {run_id} was trimmed or "
+                "expired before this reader got it"
             )
+            raise StoreError(msg)
+        assert isinstance(data, bytes)
+        return data
 
     # -- streams -----------------------------------------------------------------
     async def append(
         self, run_id: str, stream: str, start: int, count: int, data: bytes
     ) -> int:
-        """Append a batch at ``start``; see ``Store.append``."""
+        """Append a batch at ``start``; see ``Store.append``.
+
+        Raises:
+            ValueTooLargeError: ``data`` is over ``max_value_size``.
+        """
         if start < 0 or count < 0:
             msg = f"start and count must not be negative, got {start} and {count}"
             raise ValueError(msg)
+        self._check_size(run_id, stream, count, data)
         keys = self._keys_of(run_id, stream)
+        session = await self._session()
         operation = f"append to stream {stream!r} of run {run_id}"
-        session, client = await self._client(operation)
+        script_keys = [
+            keys.stream,
+            keys.keyset,
+            keys.watchers,
+            keys.cursors,
+            keys.blobs,
+        ]
+        payload = data
+        if len(data) > _BULK_BYTES:
+            blob = await self._put_blob(keys, data, run_id, stream, operation)
+            script_keys.append(blob)
+            payload = b""
         moved = session.readers_at(keys.tracked, start) if count else []
-        with self._errors(operation):
-            status, length, fresh = await client.invoke_script(
-                self._scripts.append,
-                keys=[keys.stream, keys.keyset, keys.watchers, keys.cursors],
-                args=[
-                    str(start),
-                    str(start + count),
-                    str(count),
-                    data,
-                    self._ttl_ms,
-                    session.wake_key,
-                    *moved,
-                ],
-            )
+        args = [
+            str(start),
+            str(start + count),
+            str(count),
+            payload,
+            self._ttl_ms,
+            session.wake_key,
+            *moved,
+        ]
+        status, length, fresh = await self._call(
+            operation,
+            lambda client: client.invoke_script(
+                self._scripts.append, keys=script_keys, args=args
+            ),
+            run_id=run_id,
+            stream=stream,
+        )
         if fresh:
-            await self._index(client, run_id)
-        if status == _APPENDED:
+            await self._index(run_id)
+        if status == APPENDED:
             session.wake(keys.tracked, Chunk(start, count, data), moved)
-        elif status == _CLOSED:
+        elif status == HELD:
+            # A retried attempt may have written it (and moved the cursors of the
+            # readers blocked here): they read it back.
+            session.wake(keys.tracked)
+        elif status == CLOSED:
             msg = (
                 f"stream {stream!r} of run {run_id} has ended after {length} values; "
                 f"cannot append values {start} to {start + count - 1}"
             )
             raise StreamClosedError(msg)
-        elif status == _GAP:
+        elif status == GAP:
             msg = (
                 f"cannot append at position {start} to stream {stream!r} of run "
                 f"{run_id}: it holds {length} values, so values {length} to "
@@ -1016,41 +980,54 @@ class RedisStore(Store):
         return int(length)
 
     async def end(self, run_id: str, stream: str, error: bytes | None = None) -> bool:
-        """End the stream; see ``Store.end``."""
+        """End the stream; see ``Store.end``.
+
+        A retry after a lost answer finds the stream ended and returns False,
+        though the first attempt ended it.
+        """
         keys = self._keys_of(run_id, stream)
-        operation = f"end stream {stream!r} of run {run_id}"
-        session, client = await self._client(operation)
+        session = await self._session()
         args = [
             self._ttl_ms,
             "0" if error is None else "1",
             error or b"",
             session.wake_key,
         ]
-        with self._errors(operation):
-            ended, _, fresh = await client.invoke_script(
+        ended, _, fresh = await self._call(
+            f"end stream {stream!r} of run {run_id}",
+            lambda client: client.invoke_script(
                 self._scripts.end,
                 keys=[keys.stream, keys.keyset, keys.watchers],
                 args=args,
-            )
+            ),
+            run_id=run_id,
+            stream=stream,
+            size=len(error or b""),
+        )
         if fresh:
-            await self._index(client, run_id)
-        if ended:
-            session.wake(keys.tracked)
+            await self._index(run_id)
+        session.wake(keys.tracked)
         return bool(ended)
 
     async def reopen(self, run_id: str, stream: str) -> bool:
-        """Take back the stream's end; see ``Store.reopen``."""
+        """Take back the stream's end; see ``Store.reopen``.
+
+        A retry after a lost answer finds the stream open and returns False,
+        though the first attempt reopened it.
+        """
         keys = self._keys_of(run_id, stream)
-        operation = f"reopen stream {stream!r} of run {run_id}"
-        session, client = await self._client(operation)
-        with self._errors(operation):
-            reopened = await client.invoke_script(
+        session = await self._session()
+        reopened = await self._call(
+            f"reopen stream {stream!r} of run {run_id}",
+            lambda client: client.invoke_script(
                 self._scripts.reopen,
                 keys=[keys.stream, keys.keyset, keys.watchers],
                 args=[self._ttl_ms, session.wake_key],
-            )
-        if reopened:
-            session.wake(keys.tracked)
+            ),
+            run_id=run_id,
+            stream=stream,
+        )
+        session.wake(keys.tracked)
         return bool(reopened)
 
     async def append_at_end(
@@ -1059,29 +1036,46 @@ class RedisStore(Store):
         """Append a batch after the stream's last value; see ``Store.append_at_end``.
 
         One script checks the length and writes at it, so producers racing on one
-        stream each get their own positions.
+        stream each get their own positions. The call's token makes a retry
+        return the first attempt's position instead of writing the batch twice.
+
+        Raises:
+            ValueTooLargeError: ``data`` is over ``max_value_size``.
         """
         if count < 0:
             msg = f"count must not be negative, got {count}"
             raise ValueError(msg)
+        self._check_size(run_id, stream, count, data)
         keys = self._keys_of(run_id, stream)
+        session = await self._session()
         operation = f"append to stream {stream!r} of run {run_id}"
-        session, client = await self._client(operation)
-        with self._errors(operation):
-            status, start, fresh = await client.invoke_script(
-                self._scripts.append_at_end,
-                keys=[keys.stream, keys.keyset, keys.watchers],
-                args=[str(count), data, self._ttl_ms, session.wake_key],
-            )
+        script_keys = [keys.stream, keys.keyset, keys.watchers, keys.tokens, keys.blobs]
+        payload = data
+        if len(data) > _BULK_BYTES:
+            blob = await self._put_blob(keys, data, run_id, stream, operation)
+            script_keys.append(blob)
+            payload = b""
+        token = uuid.uuid4().hex
+        args = [str(count), payload, self._ttl_ms, session.wake_key, token]
+        args += session.take_acks(keys.tokens)
+        status, start, fresh = await self._call(
+            operation,
+            lambda client: client.invoke_script(
+                self._scripts.append_at_end, keys=script_keys, args=args
+            ),
+            run_id=run_id,
+            stream=stream,
+        )
         if fresh:
-            await self._index(client, run_id)
-        if status == _CLOSED:
+            await self._index(run_id)
+        if status == CLOSED:
             msg = (
                 f"stream {stream!r} of run {run_id} has ended after {start} values; "
                 f"cannot append {count} more"
             )
             raise StreamClosedError(msg)
         if count:
+            session.acknowledge(keys.tokens, token)
             session.wake(keys.tracked, Chunk(int(start), count, data))
         return int(start)
 
@@ -1098,14 +1092,19 @@ class RedisStore(Store):
 
         See ``Store.read``. Returns at most 512 chunks, and stops adding chunks
         once they hold 8 MiB; read again from the end of the last one for more.
-        The script that reads also records ``reader``'s cursor. A read where a
-        batch appended through this store object ended, with nothing changed
+        An entry over 1 MiB ends the batch and is fetched on a connection of its
+        own. The script that reads also records ``reader``'s cursor. A read where
+        a batch appended through this store object ended, with nothing changed
         since, skips it: that append recorded the cursor here (see the module's
         docstring).
+
+        Raises:
+            CorruptDataError: the entry at ``position`` is not one Datagraph
+                wrote (entries before it are returned first).
         """
         keys = self._keys_of(run_id, stream)
         operation = f"read stream {stream!r} of run {run_id}"
-        session, client = await self._client(operation)
+        session = await self._session()
         wait = timeout > 0
         deadline = anyio.current_time() + timeout if wait else 0.0
         args = [str(position), self._ttl_ms, session.wake_key if wait else b""]
@@ -1120,8 +1119,9 @@ class RedisStore(Store):
                 seen = tracked.version
                 if ask:
                     sent = now
-                    with self._errors(operation):
-                        reply = await client.invoke_script(
+                    reply = await self._call(
+                        operation,
+                        lambda client: client.invoke_script(
                             self._scripts.read,
                             keys=[
                                 keys.stream,
@@ -1130,11 +1130,14 @@ class RedisStore(Store):
                                 keys.watchers,
                             ],
                             args=args,
-                        )
+                        ),
+                        run_id=run_id,
+                        stream=stream,
+                    )
                     if reply[0]:  # the cursor was the run's first key
-                        await self._index(client, run_id)
+                        await self._index(run_id)
                     if len(reply) > 2:
-                        return _parse_entries(reply, 1)
+                        return await self._entries(reply, run_id, stream, operation)
                     now = anyio.current_time() if wait else 0.0
                     if now >= deadline:
                         return Batch(())
@@ -1154,6 +1157,17 @@ class RedisStore(Store):
         finally:
             session.untrack(keys.tracked, tracked)
 
+    async def _entries(
+        self, reply: list[Any], run_id: str, stream: str, operation: str
+    ) -> Batch:
+        """Turn a read script's reply into a batch, fetching a large last entry."""
+        parsed = parse_entries(reply, 1, run_id, stream)
+        if parsed.large is None:
+            return parsed.batch
+        start, count, blob = parsed.large
+        data = await self._fetch(run_id, stream, blob, operation)
+        return Batch([*parsed.batch.chunks, Chunk(start, count, data)])
+
     async def take(
         self,
         run_id: str,
@@ -1167,36 +1181,65 @@ class RedisStore(Store):
 
         One script reads the group's cursor, finds the entry after it and moves the
         cursor past what it hands out, so every value goes to one member however
-        many race. The share's chunk is the whole batch holding its values.
+        many race. The share's chunk is the whole batch holding its values. The
+        call's token makes a retry hand out the same share again.
+
+        Raises:
+            CorruptDataError: the next entry is not one Datagraph wrote.
         """
         keys = self._keys_of(run_id, stream)
         operation = f"take from stream {stream!r} of run {run_id} for {group!r}"
-        session, client = await self._client(operation)
+        session = await self._session()
         wait = timeout > 0
         deadline = anyio.current_time() + timeout if wait else 0.0
-        args = [
-            group,
-            str(max(max_count, 1)),
-            self._ttl_ms,
-            session.wake_key if wait else b"",
-        ]
         tracked = session.track(keys.tracked)
         try:
             while True:
                 seen = tracked.version
-                with self._errors(operation):
-                    reply = await client.invoke_script(
+                token = uuid.uuid4().hex
+                args = [
+                    group,
+                    str(max(max_count, 1)),
+                    self._ttl_ms,
+                    session.wake_key if wait else b"",
+                    token,
+                    *session.take_acks(keys.tokens),
+                ]
+                reply = await self._call(
+                    operation,
+                    lambda client: client.invoke_script(
                         self._scripts.take,
-                        keys=[keys.stream, keys.keyset, keys.cursors, keys.watchers],
-                        args=args,
-                    )
-                if reply[0] == _TAKEN:
+                        keys=[
+                            keys.stream,
+                            keys.keyset,
+                            keys.cursors,
+                            keys.watchers,
+                            keys.tokens,
+                        ],
+                        args=args,  # noqa: B023  # awaited in this iteration
+                    ),
+                    run_id=run_id,
+                    stream=stream,
+                )
+                if reply[0] == TAKEN:
                     _, start, stop, end, count, data, fresh = reply
+                    session.acknowledge(keys.tokens, token)
                     if fresh:
-                        await self._index(client, run_id)
+                        await self._index(run_id)
+                    if isinstance(data, list):  # a large batch, in a blob
+                        data = await self._fetch(run_id, stream, data[0], operation)
                     return Share(Chunk(end - count, count, data), start, stop)
+                if reply[0] == FOREIGN:
+                    raise foreign_entry(reply[1], reply[2], run_id, stream)
+                if reply[0] == LOST:
+                    msg = (
+                        f"values {reply[1]} to {reply[2] - 1} of stream {stream!r} "
+                        f"of run {run_id} were handed to a member of group "
+                        f"{group!r} whose answer was lost, and trimmed since"
+                    )
+                    raise StoreError(msg)
                 cursor, length = int(reply[1]), int(reply[2])
-                if reply[0] == _ALL_TAKEN:
+                if reply[0] == ALL_TAKEN:
                     error = reply[4] if reply[3] else None
                     end_state = StreamState(length, True, error)
                     return Share(None, cursor, cursor, end_state)
@@ -1211,11 +1254,17 @@ class RedisStore(Store):
     async def cursors(self, run_id: str, stream: str) -> dict[str, int]:
         """Return each reader's (and group's) position; see ``Store.cursors``."""
         key = _keys.cursors_key(self.prefix, run_id, stream)
-        operation = f"get the cursors of stream {stream!r} of run {run_id}"
-        _, client = await self._client(operation)
-        with self._errors(operation):
-            found = await client.hgetall(key)
-        return {name.decode(): int(value) for name, value in found.items()}
+        found = await self._call(
+            f"get the cursors of stream {stream!r} of run {run_id}",
+            lambda client: client.hgetall(key),
+            run_id=run_id,
+            stream=stream,
+        )
+        try:
+            return {name.decode(): int(value) for name, value in found.items()}
+        except ValueError:
+            msg = f"the cursors of stream {stream!r} of run {run_id} are not numbers"
+            raise CorruptDataError(msg, run_id=run_id, stream=stream) from None
 
     async def trim(self, run_id: str, stream: str, before: int) -> None:
         """Drop the entries whose values all lie before ``before`` (XTRIM MINID).
@@ -1225,21 +1274,29 @@ class RedisStore(Store):
         """
         if before <= 0:
             return
-        key = _keys.stream_key(self.prefix, run_id, stream)
-        operation = f"trim stream {stream!r} of run {run_id}"
-        _, client = await self._client(operation)
-        with self._errors(operation):
-            await client.invoke_script(
-                self._scripts.trim, keys=[key], args=[str(before)]
-            )
+        keys = self._keys_of(run_id, stream)
+        session = await self._session()
+        args = [str(before), *session.take_acks(keys.tokens)]
+        await self._call(
+            f"trim stream {stream!r} of run {run_id}",
+            lambda client: client.invoke_script(
+                self._scripts.trim,
+                keys=[keys.stream, keys.tokens, keys.blobs],
+                args=args,
+            ),
+            run_id=run_id,
+            stream=stream,
+        )
 
     async def state(self, run_id: str, stream: str) -> StreamState:
         """Return the stream's length and end state; see ``Store.state``."""
         key = _keys.stream_key(self.prefix, run_id, stream)
-        operation = f"get the state of stream {stream!r} of run {run_id}"
-        _, client = await self._client(operation)
-        with self._errors(operation):
-            reply = await client.invoke_script(self._scripts.state, keys=[key])
+        reply = await self._call(
+            f"get the state of stream {stream!r} of run {run_id}",
+            lambda client: client.invoke_script(self._scripts.state, keys=[key]),
+            run_id=run_id,
+            stream=stream,
+        )
         error = reply[2] if len(reply) > 2 else None
         return StreamState(int(reply[0]), bool(reply[1]), error)
 
@@ -1248,22 +1305,23 @@ class RedisStore(Store):
         """Set metadata fields of a run (HSET); see ``Store.set_fields``."""
         if not fields:
             return
-        operation = f"set fields of run {run_id}"
-        _, client = await self._client(operation)
         args: list[str | bytes] = [self._ttl_ms]
         for name, value in fields.items():
             args += (name, value)
-        with self._errors(operation):
-            fresh = await client.invoke_script(
-                self._scripts.set_fields,
-                keys=[
-                    _keys.meta_key(self.prefix, run_id),
-                    _keys.keys_key(self.prefix, run_id),
-                ],
-                args=args,
-            )
+        keys = [
+            _keys.meta_key(self.prefix, run_id),
+            _keys.keys_key(self.prefix, run_id),
+        ]
+        fresh = await self._call(
+            f"set fields of run {run_id}",
+            lambda client: client.invoke_script(
+                self._scripts.set_fields, keys=keys, args=args
+            ),
+            run_id=run_id,
+            size=sum(len(value) for value in fields.values()),
+        )
         if fresh:
-            await self._index(client, run_id)
+            await self._index(run_id)
 
     async def get_fields(
         self, run_id: str, names: Sequence[str] | None = None
@@ -1271,40 +1329,50 @@ class RedisStore(Store):
         """Return metadata fields of a run; see ``Store.get_fields``."""
         key = _keys.meta_key(self.prefix, run_id)
         operation = f"get fields of run {run_id}"
-        _, client = await self._client(operation)
-        with self._errors(operation):
-            if names is None:
-                found = await client.hgetall(key)
-                return {name.decode(): value for name, value in found.items()}
-            if not names:
-                return {}
-            values = await client.hmget(key, list(names))
-        return {n: v for n, v in zip(names, values, strict=True) if v is not None}
+        if names is None:
+            found = await self._call(
+                operation, lambda client: client.hgetall(key), run_id=run_id
+            )
+            return {name.decode(): value for name, value in found.items()}
+        if not names:
+            return {}
+        wanted = list(names)
+        values = await self._call(
+            operation, lambda client: client.hmget(key, wanted), run_id=run_id
+        )
+        return {n: v for n, v in zip(wanted, values, strict=True) if v is not None}
 
     async def delete_fields(self, run_id: str, names: Sequence[str]) -> None:
         """Remove metadata fields of a run (HDEL); see ``Store.delete_fields``."""
         if not names:
             return
-        operation = f"delete fields of run {run_id}"
-        _, client = await self._client(operation)
-        with self._errors(operation):
-            await client.hdel(_keys.meta_key(self.prefix, run_id), list(names))
+        key, wanted = _keys.meta_key(self.prefix, run_id), list(names)
+        await self._call(
+            f"delete fields of run {run_id}",
+            lambda client: client.hdel(key, wanted),
+            run_id=run_id,
+        )
 
     async def claim(self, run_id: str, name: str) -> bool:
-        """Claim ``name`` within a run (HSETNX); see ``Store.claim``."""
-        operation = f"claim {name!r} in run {run_id}"
-        _, client = await self._client(operation)
-        with self._errors(operation):
-            won, fresh = await client.invoke_script(
-                self._scripts.claim,
-                keys=[
-                    _keys.claims_key(self.prefix, run_id),
-                    _keys.keys_key(self.prefix, run_id),
-                ],
-                args=[self._ttl_ms, name],
-            )
+        """Claim ``name`` within a run (HSETNX); see ``Store.claim``.
+
+        The claim records the winner's token, so a winner whose answer was lost
+        still wins when its call is retried.
+        """
+        keys = [
+            _keys.claims_key(self.prefix, run_id),
+            _keys.keys_key(self.prefix, run_id),
+        ]
+        args = [self._ttl_ms, name, uuid.uuid4().hex]
+        won, fresh = await self._call(
+            f"claim {name!r} in run {run_id}",
+            lambda client: client.invoke_script(
+                self._scripts.claim, keys=keys, args=args
+            ),
+            run_id=run_id,
+        )
         if fresh:
-            await self._index(client, run_id)
+            await self._index(run_id)
         return bool(won)
 
     # -- runs --------------------------------------------------------------------
@@ -1314,40 +1382,46 @@ class RedisStore(Store):
         Runs whose data has expired are dropped from the index on the way.
         """
         runs_key = _keys.runs_key(self.prefix)
-        _, client = await self._client("list runs")
-        with self._errors("list runs"):
-            found = await client.custom_command(["ZRANGE", runs_key, "0", "-1"])
-            run_ids = [run_id.decode() for run_id in found or ()]
-            if not run_ids:
-                return []
-            check = GlideBatch(is_atomic=False)
-            for run_id in run_ids:
-                check.exists([_keys.keys_key(self.prefix, run_id)])
-            alive = await client.exec(check, raise_on_error=True)
-            expired = [r for r, n in zip(run_ids, alive, strict=True) if not n]
-            if expired:
-                await client.zrem(runs_key, expired)
+        found = await self._call(
+            "list runs",
+            lambda client: client.custom_command(["ZRANGE", runs_key, "0", "-1"]),
+        )
+        run_ids = [run_id.decode() for run_id in found or ()]
+        if not run_ids:
+            return []
+        check = GlideBatch(is_atomic=False)
+        for run_id in run_ids:
+            check.exists([_keys.keys_key(self.prefix, run_id)])
+        alive = await self._call(
+            "list runs", lambda client: client.exec(check, raise_on_error=True)
+        )
+        expired = [r for r, n in zip(run_ids, alive, strict=True) if not n]
+        if expired:
+            await self._call("list runs", lambda client: client.zrem(runs_key, expired))
         return [r for r, n in zip(run_ids, alive, strict=True) if n]
 
     async def delete_run(self, run_id: str) -> None:
         """Delete every stream, field and claim of a run; see ``Store.delete_run``."""
         keys_key = _keys.keys_key(self.prefix, run_id)
         operation = f"delete run {run_id}"
-        session, client = await self._client(operation)
+        session = await self._session()
         # What this loop knows of the run's streams (lengths, cursors) goes too:
         # a run started afresh under the same id begins at position 0 again.
         session.forget(_keys.run_tag(self.prefix, run_id).encode() + b":")
-        with self._errors(operation):
-            members = await client.smembers(keys_key)
-            await client.delete(
-                [
-                    *members,
-                    keys_key,
-                    _keys.meta_key(self.prefix, run_id),
-                    _keys.claims_key(self.prefix, run_id),
-                ]
-            )
-            await client.zrem(_keys.runs_key(self.prefix), [run_id])
+        members = await self._call(
+            operation, lambda client: client.smembers(keys_key), run_id=run_id
+        )
+        doomed = [
+            *members,
+            keys_key,
+            _keys.meta_key(self.prefix, run_id),
+            _keys.claims_key(self.prefix, run_id),
+        ]
+        await self._call(operation, lambda client: client.delete(doomed))
+        await self._call(
+            operation,
+            lambda client: client.zrem(_keys.runs_key(self.prefix), [run_id]),
+        )
 
     async def aclose(self) -> None:
         """Close the connections; a later call connects again."""
@@ -1357,18 +1431,14 @@ class RedisStore(Store):
             await session.close()
 
 
-def _parse_entries(reply: list[Any], offset: int) -> Batch:
-    """Turn the read script's flat ``[id, count, data, ...]`` list into a batch.
+async def _same(client: Any) -> Any:
+    return client
 
-    The triples start at ``reply[offset]``.
-    """
-    chunks: list[Chunk] = []
-    end: StreamState | None = None
-    for i in range(offset, len(reply), 3):
-        stop = int(reply[i].partition(b"-")[0])
-        count = int(reply[i + 1])
-        if count >= 0:
-            chunks.append(Chunk(stop - count, count, reply[i + 2]))
-        else:  # the end marker, always the stream's last entry
-            end = StreamState(stop, True, reply[i + 2] if count == -2 else None)
-    return Batch(chunks, end)
+
+def _quiet_client_log(level: str) -> None:
+    """Set glide's log level, unless glide's ``Logger`` is already set up."""
+    if level not in _LOG_LEVELS:
+        msg = f"client_log_level must be one of {', '.join(_LOG_LEVELS)}, got {level!r}"
+        raise ValueError(msg)
+    if GlideLogger._instance is None:  # glide has no public check
+        GlideLogger.init(_LOG_LEVELS[level])

@@ -1065,6 +1065,112 @@ def _celery_etl(ctx: Context) -> list[Row]:
     return rows
 
 
+def _distributed_figures(s: Sizes) -> list[str]:
+    from .distributed import RECOVERY_LEASE
+
+    figures = []
+    for engine in ("Celery", "Dramatiq"):
+        chains = f" (chains: {n_(s.chains)})" if engine == "Celery" else ""
+        figures += [
+            f"W3, each stage in its own {engine} worker process, Redis store, "
+            f"{n_(s.w3)}{chains}",
+            f"time from start_flow to the first final value, W3 across {engine} "
+            f"workers, {n_(s.first)}",
+            f"time from SIGKILL of a {engine} worker to recovery, lease "
+            f"{RECOVERY_LEASE:g} s",
+        ]
+    return figures
+
+
+def _distributed(ctx: Context) -> list[Row]:
+    """W3 with a worker process per stage (issue 7), Celery's rows with targets."""
+    from . import celery_peer, distributed
+
+    s, rows = ctx.sizes, []
+    figures = _distributed_figures(s)
+    for i, engine in enumerate(("celery", "dramatiq")):
+        w3_figure, first_figure, kill_figure = figures[3 * i : 3 * i + 3]
+        celery = engine == "celery"
+        if ctx.want(w3_figure) or ctx.want(first_figure):
+            log(f"distributed: W3 across {engine} workers")
+            with distributed.stage_workers(engine, ctx.redis_url):
+                seconds, firsts = arun(
+                    distributed.w3_times,
+                    engine,
+                    ctx.redis_url,
+                    s.w3,
+                    ctx.repeat,
+                    s.first,
+                )
+            value, first = rate(s.w3, seconds), median(firsts) * 1000
+            if celery:
+                ctx.celery()
+
+                def chains() -> float:
+                    log(f"distributed: Celery chains, {n_(s.chains)}")
+                    celery_peer.w3_chains_once(min(s.chains, 20))
+                    times = [
+                        celery_peer.w3_chains_once(s.chains) for _ in range(ctx.repeat)
+                    ]
+                    return rate(s.chains, times)
+
+                base: float | None = ctx.memo("celery-chains", chains)
+                log("distributed: one Celery chain of 3 tasks")
+                distributed.one_chain_seconds()  # warm-up
+                one_chain = median(
+                    [distributed.one_chain_seconds() for _ in range(ctx.repeat)]
+                )
+                r = ratio(value, base)
+                rows += [
+                    Row(
+                        figure=w3_figure,
+                        value=value,
+                        unit="values/s",
+                        baseline="Celery, a chain of 3 tasks per value, 2 workers",
+                        baseline_value=base,
+                        ratio=r,
+                        target=">= 150,000/s and >= 1,000x",
+                        passed=value >= 150_000 and r is not None and r >= 1000,
+                    ),
+                    Row(
+                        figure=first_figure,
+                        value=first,
+                        unit="ms after start_flow",
+                        baseline="one Celery chain of 3 tasks, to its result "
+                        "(polled every 5 ms)",
+                        baseline_value=one_chain * 1000,
+                        ratio=ratio(first, one_chain * 1000),
+                        target="<= 100 ms",
+                        passed=first <= 100,
+                    ),
+                ]
+            else:
+                rows += [
+                    Row(w3_figure, value, "values/s", "-", None, None,
+                        "reference (no target)", None),
+                    Row(first_figure, first, "ms after start_flow", "-", None, None,
+                        "reference (no target)", None),
+                ]  # fmt: skip
+        if ctx.want(kill_figure):
+            log(f"distributed: SIGKILL to recovery, {engine}")
+            kills = distributed.recovery_times(engine, ctx.redis_url, ctx.repeat)
+            lease = distributed.RECOVERY_LEASE
+            value = median(kills)
+            rows.append(
+                Row(
+                    figure=kill_figure,
+                    value=value,
+                    unit="s",
+                    baseline="the lease (no heartbeat for this long: lost)",
+                    baseline_value=lease,
+                    ratio=ratio(value, lease),
+                    target=f"<= lease + 5 s ({lease + 5:g} s)",
+                    passed=value <= lease + 5,
+                )
+            )
+    return rows
+
+
 GROUPS = [
     Group("w3-memory", _w3_memory_figures, _w3_memory),
     Group("w3-redis", _w3_redis_figures, _w3_redis),
@@ -1080,6 +1186,7 @@ GROUPS = [
     Group("first-value", _first_figures, _first),
     Group("celery-w3", _celery_w3_figures, _celery_w3),
     Group("celery-etl", _celery_etl_figures, _celery_etl),
+    Group("distributed", _distributed_figures, _distributed),
 ]
 
 

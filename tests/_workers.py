@@ -137,6 +137,7 @@ class Worker:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait()
+        self.log.close()  # else a killed worker's pipe stays open: ResourceWarning
 
     def stop(self, timeout: float = 15) -> None:
         """Shut the worker down warmly (SIGTERM), or kill it after ``timeout``."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -14,6 +15,7 @@ from ._jobs import HISTORY, dispatch_ready, dispatched_state, jobs_of, settle
 from ._streams import CANCELLED_FIELD, dispatch_claim, done_stream, state_field
 from .exceptions import (
     CorruptRunError,
+    DatagraphError,
     RunCancelledError,
     RunFailedError,
     UpstreamError,
@@ -172,15 +174,20 @@ class Run(dict[str, IO[Any]]):
             RunNotFoundError: the run was deleted or expired meanwhile.
             TimeoutError: ``timeout`` seconds passed first.
         """
+        error: Exception | None = None
         with anyio.fail_after(timeout):
-            for proc in self.plan.processors:
-                done = IO[Any](self._ctx, done_stream(proc.name))
+            async with anyio.create_task_group() as tg:
+                # Reading a done stream watches only its own processor's lease:
+                # settle every job meanwhile, so that processors lost together
+                # are acted on together, not one lease after another.
+                tg.start_soon(self._settle_every_read_timeout)
                 try:
-                    async with aclosing(done.chunks()) as chunks:
-                        async for _ in chunks:
-                            pass
-                except UpstreamError:
-                    pass  # reported below, from the recorded states
+                    await self._wait_done()
+                except Exception as exc:  # raised as is, not in an ExceptionGroup
+                    error = exc
+                tg.cancel_scope.cancel()
+        if error is not None:
+            raise error
         states = await self.states()
         errors = _errors(states)
         if await self._is_cancelled():
@@ -195,6 +202,24 @@ class Run(dict[str, IO[Any]]):
                 )
         if errors:
             raise RunFailedError(self.id, errors)
+
+    async def _wait_done(self) -> None:
+        for proc in self.plan.processors:
+            done = IO[Any](self._ctx, done_stream(proc.name))
+            try:
+                async with aclosing(done.chunks()) as chunks:
+                    async for _ in chunks:
+                        pass
+            except UpstreamError:
+                pass  # reported by wait(), from the recorded states
+
+    async def _settle_every_read_timeout(self) -> None:
+        while True:
+            await anyio.sleep(self._ctx.settings.read_timeout)
+            # Best effort: what goes wrong here (a deleted run, the store out of
+            # reach) goes wrong for the waiting too, which reports it.
+            with contextlib.suppress(DatagraphError):
+                await self.states()
 
     async def cancel(self) -> None:
         """Stop every processor of the run, wherever it runs.

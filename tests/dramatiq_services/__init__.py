@@ -1,0 +1,1 @@
+"""Services for tests/test_dramatiq.py, each served by ``dramatiq <module>``."""

@@ -176,6 +176,7 @@ def test_etl_takes_a_redis_url_option(redis_url: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.redis
+@pytest.mark.timeout(180)  # two Celery workers start first; slow on a loaded machine
 def test_distributed_demo_runs_the_etl_flow_on_two_celery_workers() -> None:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("DATAGRAPH_")}
     # Run as `make demo-distributed` does: it starts its own Redis and workers.

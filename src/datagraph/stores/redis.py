@@ -691,6 +691,7 @@ class RedisStore(Store):
         self._scripts = Scripts.get()
         self._sessions: dict[object, _Session] = {}
         self._sessions_lock = threading.Lock()  # a store may serve loops in threads
+        self._closed = False  # by aclose(): no new connections after it
         self._stream_keys: dict[tuple[str, str], _StreamKeys] = {}
         #: Whether any connection ever succeeded: a refused first connection is
         #: far likelier a wrong URL than a restart, so it is not retried.
@@ -740,6 +741,9 @@ class RedisStore(Store):
         if session is not None:
             return session
         with self._sessions_lock:
+            if self._closed:
+                msg = f"the store for {self.url} was closed (RedisStore.aclose)"
+                raise StoreConnectionError(msg)
             session = self._sessions.get(loop)
             finished: list[_Session] = []
             if session is None:
@@ -1424,8 +1428,13 @@ class RedisStore(Store):
         )
 
     async def aclose(self) -> None:
-        """Close the connections; a later call connects again."""
+        """Close the connections; the store may not be used afterwards.
+
+        A later call raises ``StoreConnectionError`` rather than connecting
+        again: a connection opened behind the owner's back would never be closed.
+        """
         with self._sessions_lock:
+            self._closed = True
             sessions, self._sessions = list(self._sessions.values()), {}
         for session in sessions:
             await session.close()

@@ -173,6 +173,15 @@ async def test_without_takeover_a_killed_consumer_fails_the_run_and_frees_its_pr
     assert status == "failed"
 
 
+async def _datagraph(*args: str, url: str, prefix: str) -> str:
+    """Run the ``datagraph`` command on the test's Redis; return what it printed."""
+    env = {**os.environ, "DATAGRAPH_REDIS_URL": url, "DATAGRAPH_PREFIX": prefix}
+    result = await anyio.run_process(
+        [str(Path(sys.executable).parent / "datagraph"), *args], env=env
+    )
+    return result.stdout.decode()
+
+
 async def _started_elsewhere(how: str, url: str, prefix: str, backend: str) -> str:
     """Run a child that starts the stalling flow and then dies or leaves."""
     result = await anyio.run_process(
@@ -198,10 +207,16 @@ async def test_a_run_whose_starter_was_killed_is_reported_failed_within_the_leas
                 await run.wait()
             noticed = time.monotonic() - died
             status, errors = await run.status(), await run.errors()
+        listed = await _datagraph("runs", "list", url=redis_url, prefix=prefix)
+        shown = await _datagraph("runs", "show", run_id, url=redis_url, prefix=prefix)
     assert noticed <= LEASE + 2
     assert failed.value.errors["mp_stalling"].error_type == "ProcessorLost"
     assert status == "failed"
     assert set(errors) == {"mp_stalling"}
+    # What people look at says so too.
+    (row,) = [line for line in listed.splitlines() if run_id in line]
+    assert "failed" in row
+    assert "ProcessorLost" in shown
 
 
 async def test_a_run_outliving_its_event_loop_is_reported_failed_within_the_lease(

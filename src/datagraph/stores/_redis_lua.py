@@ -425,10 +425,11 @@ return share(start, taken, stop, entries[1], touch(KEYS[3], ARGV[3]))
 
 # KEYS: the stream, its tokens, its blobs. ARGV: before, then tokens of calls
 # whose answers arrived (forgotten first). Drops the entries whose values all
-# lie before it (and the blobs of those entries),
+# lie before it (and forgets the blobs of those entries),
 # never the end marker (it holds the length and the error), nor an entry holding
 # a share of ``take`` whose answer may have been lost (a retry hands it out
-# again). Returns how many were dropped.
+# again). Returns {how many were dropped, the keys of the blobs forgotten}: the
+# caller deletes those, as a script deletes only keys it was given.
 _TRIM_LUA = (
     "$LIB"
     + """
@@ -445,9 +446,8 @@ if ended and before >= length then
   before = length
 end
 local gone = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', before)
-for _, blob in ipairs(gone) do redis.call('DEL', blob) end
 if #gone > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', before) end
-return redis.call('XTRIM', KEYS[1], 'MINID', min_id)
+return {redis.call('XTRIM', KEYS[1], 'MINID', min_id), unpack(gone)}
 """
 )
 

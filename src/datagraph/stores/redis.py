@@ -1415,8 +1415,9 @@ class RedisStore(Store):
         keys = self._keys_of(run_id, stream)
         session = await self._session()
         args = [str(before), *session.take_acks(keys.tokens)]
-        await self._call(
-            f"trim stream {stream!r} of run {run_id}",
+        operation = f"trim stream {stream!r} of run {run_id}"
+        reply = await self._call(
+            operation,
             lambda client: client.invoke_script(
                 self._scripts.trim,
                 keys=[keys.stream, keys.tokens, keys.blobs],
@@ -1425,6 +1426,10 @@ class RedisStore(Store):
             run_id=run_id,
             stream=stream,
         )
+        if blobs := list(reply[1:]):
+            # Gone from the stream, so their keys go too (should this answer be
+            # lost, they stay in the run's key set until it expires or is deleted).
+            await self._call(operation, lambda client: client.delete(blobs))
 
     async def state(self, run_id: str, stream: str) -> StreamState:
         """Return the stream's length and end state; see ``Store.state``."""

@@ -6,8 +6,12 @@ the store conformance suite runs on it too (its ``store_factory`` kind "cluster"
 
 from __future__ import annotations
 
+import contextlib
+import re
+import socket
 import subprocess
 import sys
+import threading
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -177,6 +181,126 @@ async def test_another_process_wakes_readers_of_runs_on_every_node(
     assert [results[r].chunks[0].data for r in run_ids] == [
         bytes([i]) for i in range(6)
     ]
+
+
+class _Monitor:
+    """MONITOR of one node, read by a thread: every command it runs, in order."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        self.sock.sendall(b"MONITOR\r\n")
+        self.sock.settimeout(None)  # the test's end marker (or close()) ends it
+        self.data = b""
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        with contextlib.suppress(OSError):  # closed by a failing test
+            while b"dg-monitor-end" not in self.data:
+                chunk = self.sock.recv(1 << 20)
+                if not chunk:
+                    break
+                self.data += chunk
+        self.done.set()
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def lines(self) -> list[str]:
+        """Wait for the end marker (an ECHO sent after the exercise); the lines."""
+        assert self.done.wait(30), "MONITOR never saw the end marker"
+        return self.data.decode(errors="replace").split("\r\n")
+
+
+_WORD = re.compile(r'"((?:[^"\\]|\\.)*)"')
+
+
+def _undeclared(lines: list[str]) -> tuple[int, list[str]]:
+    """Count the commands scripts ran; list those on keys their script did not get.
+
+    MONITOR shows each EVALSHA (with its keys) and then the commands its script
+    runs (``[0 lua]``). Every command the scripts use takes its key first, but for
+    XINFO (``XINFO STREAM key``), TIME and PUBLISH (no key).
+    """
+    declared: set[str] = set()
+    ran, wrong = 0, []
+    for line in lines:
+        words = _WORD.findall(line)
+        if not words:
+            continue
+        command = words[0].upper()
+        if "[0 lua]" not in line:
+            if command in ("EVALSHA", "EVAL"):
+                declared = set(words[3 : 3 + int(words[2])])
+            continue
+        ran += 1
+        if command in ("TIME", "PUBLISH"):
+            continue
+        key = words[2] if command == "XINFO" else words[1]
+        if key not in declared:
+            wrong.append(line[:200])
+    return ran, wrong
+
+
+@pytest.mark.redis
+@pytest.mark.anyio
+async def test_scripts_touch_only_the_keys_they_declare(
+    cluster_factory: Callable[..., RedisStore], redis_cluster_url: str
+) -> None:
+    ports = [port for _, port in _parse_url(redis_cluster_url).seeds]
+    monitors = [_Monitor(port) for port in ports]
+    try:
+        lines = await _exercise_every_script(cluster_factory, ports, monitors)
+    finally:
+        for monitor in monitors:
+            monitor.close()
+    ran, wrong = _undeclared(lines)
+    assert wrong == []
+    assert ran > 50  # the scripts above ran, and were seen
+    assert any('[0 lua] "PUBLISH"' in line for line in lines)  # a wake went out
+
+
+async def _exercise_every_script(
+    cluster_factory: Callable[..., RedisStore],
+    ports: list[int],
+    monitors: list[_Monitor],
+) -> list[str]:
+    """Run every script of the store (blobs and wakes too); the nodes' MONITOR lines."""
+    store, other = cluster_factory(), cluster_factory()
+    run_id = uuid.uuid4().hex
+    big = bytes(range(256)) * 4400  # over 1 MiB: a blob key of its own
+    await store.set_fields(run_id, {"status": b"running"})
+    assert await store.claim(run_id, "first")
+    await store.append(run_id, "s", 0, 1, b"a")
+    await store.append(run_id, "s", 1, 1, big)
+    assert await store.append_at_end(run_id, "s", 1, big) == 2
+
+    async def blocked_read() -> None:
+        await other.read(run_id, "s", 3, timeout=30, reader="r")
+
+    async def blocked_take() -> None:
+        await other.take(run_id, "t", "g", 1, timeout=30)
+
+    async with anyio.create_task_group() as tg:  # woken across "processes"
+        tg.start_soon(blocked_read)
+        tg.start_soon(blocked_take)
+        await wait_all_tasks_blocked()
+        await store.append_at_end(run_id, "s", 1, b"b")
+        await store.append(run_id, "t", 0, 1, b"c")
+    assert (await store.take(run_id, "s", "g", 2, timeout=0)).stop == 1
+    await store.read(run_id, "s", 0, timeout=0, reader="r2")
+    await store.trim(run_id, "s", 3)
+    assert await store.end(run_id, "s")
+    assert await store.reopen(run_id, "s")
+    assert await store.end(run_id, "s", b"boom")
+    await store.state(run_id, "s")
+    await store.delete_run(run_id)
+    for port in ports:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(b"ECHO dg-monitor-end\r\n")
+            assert sock.recv(64).startswith(b"$")
+    return [line for monitor in monitors for line in monitor.lines()]
 
 
 @pytest.mark.redis

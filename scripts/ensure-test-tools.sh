@@ -6,6 +6,9 @@
 set -euo pipefail
 missing=()
 command -v redis-server >/dev/null 2>&1 || [ -n "${REDIS_URL:-}" ] || missing+=(redis-server)
+# redis-cli joins the throwaway Redis Cluster's nodes (tests/_redis_cluster.py).
+command -v redis-cli >/dev/null 2>&1 || command -v valkey-cli >/dev/null 2>&1 \
+    || [ -n "${REDIS_CLUSTER_URL:-}" ] || missing+=(redis-tools)
 [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || command -v rabbitmq-server >/dev/null 2>&1 \
     || [ -n "${RABBITMQ_URL:-}" ] || missing+=(rabbitmq-server)
 command -v dot >/dev/null 2>&1 || missing+=(graphviz)

@@ -101,7 +101,10 @@ def redis_prefix() -> str:
 
 @pytest.fixture(scope="session")
 def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The URL of a throwaway local 3-node Redis Cluster (``redis+cluster://``)."""
+    """A Redis Cluster: ``$REDIS_CLUSTER_URL``, else a throwaway local 3-node one."""
+    if url := os.environ.get("REDIS_CLUSTER_URL"):
+        yield url
+        return
     from _redis_cluster import RedisCluster
 
     with RedisCluster(tmp_path_factory.mktemp("redis-cluster")) as cluster:

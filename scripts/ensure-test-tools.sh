@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The tests need four programs from the system: redis-server and rabbitmq-server
+# The tests need these programs from the system: redis-server, redis-cli (the
+# Redis Cluster), rabbitmq-server
 # (they start throwaway ones; Celery runs on both brokers), Graphviz's dot
 # (drawings) and Chromium (the dashboard's browser test). Install Debian's
 # packages for those missing, or say how.

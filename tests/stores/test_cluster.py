@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import pytest
-from anyio import wait_all_tasks_blocked
 from glide import ClusterScanCursor
 
 from datagraph import _keys
@@ -175,12 +174,25 @@ async def test_another_process_wakes_readers_of_runs_on_every_node(
         async with anyio.create_task_group() as tg:
             for run_id in run_ids:
                 tg.start_soon(reader, run_id)
-            await wait_all_tasks_blocked()
+            await _registered(writer_store, [(run_id, "s") for run_id in run_ids])
             for i, run_id in enumerate(run_ids):
                 await writer_store.append(run_id, "s", 0, 1, bytes([i]))
     assert [results[r].chunks[0].data for r in run_ids] == [
         bytes([i]) for i in range(6)
     ]
+
+
+async def _registered(store: RedisStore, streams: list[tuple[str, str]]) -> None:
+    """Wait until readers of each (run, stream) have registered to be woken.
+
+    Then a write must wake them (``wait_all_tasks_blocked`` would not do: a task
+    awaiting the reply of its read script counts as blocked).
+    """
+    _, client = await store._client("inspect")
+    keys = [f"{store.prefix}:{{{run}}}:w:{stream}" for run, stream in streams]
+    with anyio.fail_after(20):
+        while not all([await client.hlen(key) for key in keys]):  # noqa: ASYNC110
+            await anyio.sleep(0.01)  # the server has no event to wait on
 
 
 class _Monitor:
@@ -285,7 +297,7 @@ async def _exercise_every_script(
     async with anyio.create_task_group() as tg:  # woken across "processes"
         tg.start_soon(blocked_read)
         tg.start_soon(blocked_take)
-        await wait_all_tasks_blocked()
+        await _registered(store, [(run_id, "s"), (run_id, "t")])
         await store.append_at_end(run_id, "s", 1, b"b")
         await store.append(run_id, "t", 0, 1, b"c")
     assert (await store.take(run_id, "s", "g", 2, timeout=0)).stop == 1

@@ -99,9 +99,30 @@ def redis_prefix() -> str:
     return f"dgtest-{uuid.uuid4().hex[:12]}"
 
 
+@pytest.fixture(scope="session")
+def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Redis Cluster: ``$REDIS_CLUSTER_URL``, else a throwaway local 3-node one."""
+    if url := os.environ.get("REDIS_CLUSTER_URL"):
+        yield url
+        return
+    from _redis_cluster import RedisCluster
+
+    with RedisCluster(tmp_path_factory.mktemp("redis-cluster")) as cluster:
+        yield cluster.url
+
+
 async def delete_keys(store: RedisStore) -> None:
-    """Delete every key under the store's prefix."""
+    """Delete every key under the store's prefix (on a cluster, of every node)."""
     _, client = await store._client("clean up")
+    if store.address.cluster:
+        from glide import ClusterScanCursor
+
+        scan = ClusterScanCursor()  # type: ignore[no-untyped-call]  # glide: untyped
+        while not scan.is_finished():
+            scan, keys = await client.scan(scan, match=f"{store.prefix}:*", count=1000)
+            if keys:
+                await client.delete(keys)
+        return
     cursor = b"0"
     while True:
         cursor, keys = await client.custom_command(
@@ -113,19 +134,32 @@ async def delete_keys(store: RedisStore) -> None:
             break
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+#: Every kind of store. The suite runs on the first two; a module that runs on a
+#: Redis Cluster too (the store conformance suite) opts in with
+#: ``pytestmark = pytest.mark.parametrize("store_factory", ALL_STORE_KINDS,
+#: indirect=True)``: the whole suite on a cluster adds a minute and a half.
+ALL_STORE_KINDS = [
+    "memory",
+    pytest.param("redis", marks=pytest.mark.redis),
+    pytest.param("cluster", marks=pytest.mark.redis),
+]
+
+
+@pytest.fixture(params=ALL_STORE_KINDS[:2])
 def store_factory(request: pytest.FixtureRequest) -> Callable[[], Store]:
     """Make stores of one kind that all share the same data.
 
     MemoryStore keeps its data in the object, so that kind hands out one object;
-    RedisStore objects share a server and a key prefix (unique to the test).
+    RedisStore objects share a server (or, kind "cluster", a 3-node Redis Cluster)
+    and a key prefix (unique to the test).
     """
     if request.param == "memory":
         shared = MemoryStore()
         return lambda: shared
     from datagraph.stores.redis import RedisStore
 
-    url = request.getfixturevalue("redis_url")
+    fixture = "redis_cluster_url" if request.param == "cluster" else "redis_url"
+    url = request.getfixturevalue(fixture)
     prefix = request.getfixturevalue("redis_prefix")
     return lambda: RedisStore(url, prefix=prefix)
 

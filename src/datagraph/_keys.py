@@ -12,6 +12,8 @@ run lives in one slot and the store's Lua scripts may touch several of its keys:
     <prefix>:runs                 sorted set of run ids, scored by first-seen time
     <prefix>:wake:<token>         one event loop's wake stream: writers elsewhere add to
                                   it, and the loop's one XREAD BLOCK wakes its readers
+                                  (on a Redis Cluster, a pub/sub channel of that name:
+                                  no key, so every script stays in its run's slot)
 """
 
 from __future__ import annotations

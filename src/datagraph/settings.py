@@ -25,7 +25,8 @@ class Settings:
     ``DATAGRAPH_RETENTION=3600``.
     """
 
-    #: Redis/Valkey URL (``redis://`` or ``rediss://``); None for the memory store.
+    #: Redis/Valkey URL (``redis://`` or ``rediss://``; ``redis+cluster://h:p,h:p``
+    #: for a Redis Cluster); None for the memory store.
     redis_url: str | None = None
     #: Prefix of every Redis key Datagraph writes.
     prefix: str = "dg"

@@ -1,8 +1,8 @@
 """The ``Store`` contract: every promise of ``datagraph.stores._base``, for each store.
 
-The ``store`` fixture runs each test on MemoryStore and RedisStore, on asyncio and
-on trio. ``store_factory`` makes more store objects sharing the same data, as other
-processes would.
+The ``store`` fixture runs each test on MemoryStore and RedisStore (one server, and
+a 3-node Redis Cluster), on asyncio and on trio. ``store_factory`` makes more store
+objects sharing the same data, as other processes would.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import pytest
 from anyio import wait_all_tasks_blocked
 from anyio.lowlevel import checkpoint
 
+from conftest import ALL_STORE_KINDS
 from datagraph.exceptions import StoreError, StreamClosedError
 from datagraph.stores import Batch, Chunk, Store, StreamState
 from datagraph.stores._base import Share
@@ -23,7 +24,11 @@ from datagraph.stores._base import Share
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-pytestmark = pytest.mark.anyio
+# On a 3-node Redis Cluster too (see ``conftest.ALL_STORE_KINDS``).
+pytestmark = [
+    pytest.mark.anyio,
+    pytest.mark.parametrize("store_factory", ALL_STORE_KINDS, indirect=True),
+]
 
 
 @pytest.fixture

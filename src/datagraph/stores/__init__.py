@@ -52,6 +52,9 @@ def _redis_store_class() -> type[RedisStore]:
 def open_store(url: str | None = None, **options: Any) -> Store:
     """Open the store a URL names: ``memory://``, ``redis://`` or ``rediss://``.
 
+    A Redis Cluster is ``redis+cluster://host:port[,host:port...]`` (or
+    ``rediss+cluster://``), naming any of its nodes.
+
     ``None`` gives a new ``MemoryStore``. ``options`` go to the store's constructor.
 
     Raises:
@@ -60,7 +63,10 @@ def open_store(url: str | None = None, **options: Any) -> Store:
     if url is None or url == "memory://":
         return MemoryStore(**options)
     scheme = url.partition("://")[0].lower()
-    if scheme in ("redis", "rediss"):
+    if scheme in ("redis", "rediss", "redis+cluster", "rediss+cluster"):
         return _redis_store_class()(url, **options)
-    msg = f"no store for URL scheme {scheme!r} in {url!r}; known: memory, redis, rediss"
+    msg = (
+        f"no store for URL scheme {scheme!r} in {url!r}; known: memory, redis, "
+        "rediss, redis+cluster, rediss+cluster"
+    )
     raise LookupError(msg)

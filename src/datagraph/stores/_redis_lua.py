@@ -2,7 +2,10 @@
 
 Each script checks and writes in one step however many processes race (see
 ``redis.py`` for the design). They touch only the keys they are given, all of one
-run, plus the wake streams of other processes (which a standalone server allows).
+run, plus, on a standalone server, the wake streams of other processes (which a
+standalone server allows). The cluster's variant touches only the keys it is
+given, all in the run's slot: it wakes other processes by ``PUBLISH`` on their
+wake channels, which names no key.
 """
 
 from __future__ import annotations
@@ -43,8 +46,7 @@ WAKE_TTL_MS = 3_600_000
 
 # Shared by the scripts below. KEYS[1] is always the key the script is about and
 # KEYS[2] (when used) the run's key set.
-_LUA_LIB = (
-    """
+_LUA_LIB = """
 local function id_position(id)
   -- The position an entry id stands for: its milliseconds part.
   return tonumber(string.sub(id, 1, string.find(id, '-', 1, true) - 1))
@@ -170,15 +172,27 @@ local function notify(watchers, own)
     if tonumber(found[i + 1]) < now then
       redis.call('HDEL', watchers, wake)
     elseif wake ~= own then
-      redis.call('XADD', wake, 'MAXLEN', '$WAKE_COUNT', '*', 'k', KEYS[1])
-      redis.call('PEXPIRE', wake, '$WAKE_TTL')
+      $NOTIFY_WAKE
     end
   end
 end
-""".replace("$WAKE_COUNT", str(WAKE_COUNT))
-    .replace("$WAKE_TTL", str(WAKE_TTL_MS))
-    .replace("$WATCH_TTL", str(WATCH_TTL_MS))
-)
+"""
+#: How notify wakes another process: an entry in its wake stream (standalone).
+_WAKE_STREAM = """redis.call('XADD', wake, 'MAXLEN', '$WAKE_COUNT', '*', 'k', KEYS[1])
+      redis.call('PEXPIRE', wake, '$WAKE_TTL')"""
+#: On a cluster, a message on its wake channel: PUBLISH names no key, so the
+#: script stays in the run's slot (the cluster bus carries it to every node).
+_WAKE_CHANNEL = "redis.call('PUBLISH', wake, KEYS[1])"
+
+
+def _lib(wake: str) -> str:
+    return (
+        _LUA_LIB.replace("$NOTIFY_WAKE", wake)
+        .replace("$WAKE_COUNT", str(WAKE_COUNT))
+        .replace("$WAKE_TTL", str(WAKE_TTL_MS))
+        .replace("$WATCH_TTL", str(WATCH_TTL_MS))
+    )
+
 
 # KEYS: the stream, the run's key set, the stream's watchers, its cursors, its
 # blobs, and for a large batch the blob key its data was SET in. ARGV:
@@ -188,7 +202,7 @@ end
 # handed the batch there, so their cursors move past it here.
 # Returns {status, length, fresh}; status 0 written, 1 already held, 2 ended, 3 gap.
 _APPEND_LUA = (
-    _LUA_LIB
+    "$LIB"
     + """
 local length, ended = last_entry(KEYS[1])
 local start, stop = tonumber(ARGV[1]), tonumber(ARGV[2])
@@ -219,7 +233,7 @@ return {0, stop, fresh}
 # KEYS as for append. ARGV: ttl_ms, has_error ('0'/'1'), error, the writer's wake
 # stream. Returns {ended_now, length, fresh}.
 _END_LUA = (
-    _LUA_LIB
+    "$LIB"
     + """
 local length, ended = last_entry(KEYS[1])
 if ended then return {0, length, 0} end
@@ -240,7 +254,7 @@ return {1, length, touch(KEYS[1], ARGV[1])}
 # wake stream. Deletes the end marker; the stream keeps its length (its last id
 # stays that of the marker). Returns 1 if the stream had ended, else 0.
 _REOPEN_LUA = (
-    _LUA_LIB
+    "$LIB"
     + """
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 if #last == 0 then return 0 end
@@ -261,7 +275,7 @@ return 1
 # The token makes a retried call exact: an attempt that wrote the batch but whose
 # answer was lost left its start under the token, and the retry returns that.
 _APPEND_AT_END_LUA = (
-    _LUA_LIB
+    "$LIB"
     + """
 local seen = redis.call('HGET', KEYS[4], ARGV[5])
 if seen then return {0, tonumber(string.sub(seen, 3)), 0} end
@@ -294,7 +308,7 @@ return {0, length, touch(KEYS[1], ARGV[3])}
 # ends the reply too.
 _READ_LUA = (
     (
-        _LUA_LIB
+        "$LIB"
         + """
 local fresh = 0
 if ARGV[4] then
@@ -367,7 +381,7 @@ return {fresh, string.format('%d-1', length), -1, ''}
 # a later call says its answer arrived, so a retry of a call whose answer was
 # lost gets the same share, and trim keeps the entry meanwhile.
 _TAKE_LUA = (
-    _LUA_LIB
+    "$LIB"
     + """
 local function share(start, taken, stop, entry, fresh)
   local f = entry[2]
@@ -411,12 +425,13 @@ return share(start, taken, stop, entries[1], touch(KEYS[3], ARGV[3]))
 
 # KEYS: the stream, its tokens, its blobs. ARGV: before, then tokens of calls
 # whose answers arrived (forgotten first). Drops the entries whose values all
-# lie before it (and the blobs of those entries),
+# lie before it (and forgets the blobs of those entries),
 # never the end marker (it holds the length and the error), nor an entry holding
 # a share of ``take`` whose answer may have been lost (a retry hands it out
-# again). Returns how many were dropped.
+# again). Returns {how many were dropped, the keys of the blobs forgotten}: the
+# caller deletes those, as a script deletes only keys it was given.
 _TRIM_LUA = (
-    _LUA_LIB
+    "$LIB"
     + """
 local before = tonumber(ARGV[1])
 forget(KEYS[2], 2)
@@ -431,15 +446,14 @@ if ended and before >= length then
   before = length
 end
 local gone = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', before)
-for _, blob in ipairs(gone) do redis.call('DEL', blob) end
 if #gone > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', before) end
-return redis.call('XTRIM', KEYS[1], 'MINID', min_id)
+return {redis.call('XTRIM', KEYS[1], 'MINID', min_id), unpack(gone)}
 """
 )
 
 # Returns {length, ended} or {length, ended, error}.
 _STATE_LUA = (
-    _LUA_LIB
+    "$LIB"
     + """
 local length, ended, err = last_entry(KEYS[1])
 if err then return {length, 1, err} end
@@ -449,7 +463,7 @@ return {length, ended and 1 or 0}
 
 # ARGV: ttl_ms, name1, value1, name2, value2, ... Returns fresh.
 _SET_FIELDS_LUA = (
-    _LUA_LIB
+    "$LIB"
     + """
 for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 return touch(KEYS[1], ARGV[1])
@@ -459,7 +473,7 @@ return touch(KEYS[1], ARGV[1])
 # ARGV: ttl_ms, name, this call's token. Returns {won, fresh}. The claim holds the
 # winner's token, so a retried call whose first answer was lost still wins.
 _CLAIM_LUA = (
-    _LUA_LIB
+    "$LIB"
     + """
 local won = redis.call('HSETNX', KEYS[1], ARGV[2], ARGV[3])
 if won == 0 and redis.call('HGET', KEYS[1], ARGV[2]) == ARGV[3] then won = 1 end
@@ -471,17 +485,23 @@ APPENDED, HELD, CLOSED, GAP = 0, 1, 2, 3
 NOTHING, TAKEN, ALL_TAKEN, FOREIGN, LOST = 0, 1, 2, 3, 4
 
 
-def _script(code: str) -> Any:
-    return Script(code)  # type: ignore[no-untyped-call]  # glide leaves it untyped
-
-
 class Scripts:
-    """The Lua scripts, registered with glide when first needed."""
+    """The Lua scripts, registered with glide when first needed.
+
+    Args:
+        cluster: the variant for a Redis Cluster (wakes by PUBLISH, see ``notify``).
+    """
 
     _lock = threading.Lock()
-    _loaded: Scripts | None = None
+    _loaded: dict[bool, Scripts] = {}  # noqa: RUF012  # guarded by _lock
 
-    def __init__(self) -> None:
+    def __init__(self, *, cluster: bool = False) -> None:
+        lib = _lib(_WAKE_CHANNEL if cluster else _WAKE_STREAM)
+
+        def _script(code: str) -> Any:
+            # glide leaves Script untyped
+            return Script(code.replace("$LIB", lib, 1))  # type: ignore[no-untyped-call]
+
         self.append = _script(_APPEND_LUA)
         self.end = _script(_END_LUA)
         self.reopen = _script(_REOPEN_LUA)
@@ -494,9 +514,10 @@ class Scripts:
         self.claim = _script(_CLAIM_LUA)
 
     @classmethod
-    def get(cls) -> Scripts:
-        """Return the process's one set of scripts."""
+    def get(cls, *, cluster: bool = False) -> Scripts:
+        """Return the process's one set of scripts of a kind (cluster or not)."""
         with cls._lock:
-            if cls._loaded is None:
-                cls._loaded = cls()
-            return cls._loaded
+            found = cls._loaded.get(cluster)
+            if found is None:
+                found = cls._loaded[cluster] = cls(cluster=cluster)
+            return found

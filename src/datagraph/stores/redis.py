@@ -31,6 +31,17 @@ waits without asking the server at all. A flow running in one process thus costs
 one round trip per batch and stage, the append. (The scripts write to wake streams
 they do not declare as keys, which a standalone server allows.)
 
+On a Redis Cluster (``redis+cluster://`` URLs) every key of a run is in the run's
+slot and every script touches only keys it declares, all of that slot, so the
+wake streams above (each in a slot of its own) are out. There a session's wake
+name is a pub/sub *channel*: the scripts ``PUBLISH`` the changed stream's key on
+the channels of the registered sessions (a channel is no key; the cluster bus
+carries the message to every node), and a dedicated client of the session,
+subscribed to its channel before its first registration, wakes the readers from
+glide's message callback. Pub/sub keeps no backlog: a message sent while that
+client reconnects is lost, and the reader finds the change when it renews its
+registration (``_RENEW_S``) at the latest.
+
 Each session uses two clients: a multiplexed one for every ordinary command, and
 one dedicated to ``XREAD BLOCK`` on the wake stream, because a Redis connection that
 blocks can serve nothing else until it returns (measured with valkey-glide 2.6: a
@@ -86,13 +97,18 @@ from ._redis_lua import (
 try:
     from glide import (
         AdvancedGlideClientConfiguration,
+        AdvancedGlideClusterClientConfiguration,
         BackoffStrategy,
         ClosingError,
+        ClusterBatch,
         GlideClient,
         GlideClientConfiguration,
+        GlideClusterClient,
+        GlideClusterClientConfiguration,
         GlideError,
         LogLevel,
         NodeAddress,
+        PubSubMsg,
         ServerCredentials,
         StreamReadOptions,
     )
@@ -179,25 +195,43 @@ class _Address:
     tls: bool
     username: str | None
     password: str | None = dataclasses.field(repr=False)
+    #: A Redis Cluster, reached first through ``seeds`` (host, port), any node.
+    cluster: bool = False
+    seeds: tuple[tuple[str, int], ...] = ()
 
     @property
     def safe_url(self) -> str:
         """The URL without the password, fit for messages and logs."""
         scheme = "rediss" if self.tls else "redis"
         user = f"{self.username}@" if self.username else ""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{scheme}://{user}{host}:{self.port}/{self.db}"
+        if self.cluster:
+            nodes = ",".join(_host_port(host, port) for host, port in self.seeds)
+            return f"{scheme}+cluster://{user}{nodes}"
+        return f"{scheme}://{user}{_host_port(self.host, self.port)}/{self.db}"
+
+
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _parse_url(url: str) -> _Address:
     """Parse ``redis://[[user]:password@]host[:port][/db]`` (``rediss://`` for TLS).
 
+    A Redis Cluster is ``redis+cluster://[[user]:password@]host[:port][,host[:port]
+    ...]`` (``rediss+cluster://`` for TLS): any of its nodes, to find the others.
+
     Raises:
         ValueError: the URL has another scheme or a malformed port or db number.
     """
+    scheme = url.partition("://")[0]
+    if scheme in ("redis+cluster", "rediss+cluster"):
+        return _parse_cluster_url(url)
     parts = urlsplit(url)
     if parts.scheme not in ("redis", "rediss"):
-        msg = f"a Redis URL starts with redis:// or rediss:// (TLS), got {url!r}"
+        msg = (
+            "a Redis URL starts with redis:// or rediss:// (TLS), or "
+            f"redis+cluster:// or rediss+cluster:// for a Redis Cluster, got {url!r}"
+        )
         raise ValueError(msg)
     try:
         port = parts.port or 6379
@@ -215,6 +249,43 @@ def _parse_url(url: str) -> _Address:
         tls=parts.scheme == "rediss",
         username=unquote(parts.username) if parts.username else None,
         password=unquote(parts.password) if parts.password is not None else None,
+    )
+
+
+def _parse_cluster_url(url: str) -> _Address:
+    """Parse a ``redis+cluster://`` URL: one or more nodes, database 0 only."""
+    seeds: list[tuple[str, int]] = []
+    first = None
+    for node in url.partition("://")[2].split(","):
+        # Each node as a URL of its own: user and password come with the first.
+        parts = urlsplit(f"redis://{node}")
+        if first is None:
+            first = parts
+        elif parts.username or parts.password:
+            msg = f"only the first node of a cluster URL may hold a login: {url!r}"
+            raise ValueError(msg)
+        try:
+            port = parts.port or 6379
+        except ValueError:
+            msg = f"invalid port in Redis Cluster URL {url!r}"
+            raise ValueError(msg) from None
+        if parts.path.strip("/") not in ("", "0"):
+            msg = f"a Redis Cluster has only database 0, got {url!r}"
+            raise ValueError(msg)
+        if not parts.hostname:
+            msg = f"a Redis Cluster URL names host:port of each node, got {url!r}"
+            raise ValueError(msg)
+        seeds.append((parts.hostname, port))
+    assert first is not None
+    return _Address(
+        host=seeds[0][0],
+        port=seeds[0][1],
+        db=0,
+        tls=url.startswith("rediss+"),
+        username=unquote(first.username) if first.username else None,
+        password=unquote(first.password) if first.password is not None else None,
+        cluster=True,
+        seeds=tuple(seeds),
     )
 
 
@@ -344,7 +415,9 @@ class _Session:
         self.loop = loop
         self.lock = anyio.Lock()
         self.client: Any = None  # GlideClient: every ordinary command
-        self.blocker: Any = None  # GlideClient: XREAD BLOCK on the wake stream
+        #: GlideClient: XREAD BLOCK on the wake stream; on a cluster, the
+        #: GlideClusterClient subscribed to the wake channel.
+        self.blocker: Any = None
         self.bulk: list[Any] = []  # idle GlideClients for large commands
         #: Tokens of ``append_at_end``/``take`` calls answered, by tokens key: the
         #: next call on that key tells the server to forget them.
@@ -362,10 +435,18 @@ class _Session:
             async with self.lock:
                 if self.client is None:
                     self.client = await self._open("datagraph")
+            if self.store.address.cluster:
+                # Subscribed from the start: a first blocked read then costs
+                # one round trip, as on a standalone server.
+                await self.listen()
         return self.client
 
-    async def _open(self, name: str, timeout_ms: int | None = None) -> Any:
-        client = await GlideClient.create(self.store._config(name, timeout_ms))
+    async def _open(
+        self, name: str, timeout_ms: int | None = None, *, listen: bool = False
+    ) -> Any:
+        config = self.store._config(name, timeout_ms, self._heard if listen else None)
+        kind = GlideClusterClient if self.store.address.cluster else GlideClient
+        client = await kind.create(config)
         self.store._reached = True
         if self.closed:  # closed while connecting: no one else would close it
             with contextlib.suppress(Exception):
@@ -373,6 +454,31 @@ class _Session:
             msg = f"the store for {self.store.url} was closed"
             raise StoreConnectionError(msg)
         return client
+
+    async def listen(self) -> None:
+        """On a cluster, subscribe to this loop's wake channel (once).
+
+        Done before the first read script registers the channel: a message
+        published before the subscription holds would be lost.
+        """
+        if self.blocker is not None:
+            return
+        async with self.lock:
+            if self.blocker is None:
+                client = await self._open("datagraph-wait", listen=True)
+                try:
+                    await client.subscribe(
+                        {self.wake_key.decode()}, timeout_ms=self.store._timeout_ms
+                    )
+                except BaseException:
+                    _background.spawn(functools.partial(_closer, client))
+                    raise
+                self.blocker = client
+
+    def _heard(self, message: PubSubMsg, _context: object) -> None:
+        # glide calls this in the event loop's thread, between its tasks.
+        if isinstance(message.message, bytes):
+            self.wake(message.message)
 
     def discard(self, client: Any) -> None:
         """Stop using a client that glide has closed; the next command reconnects."""
@@ -510,7 +616,7 @@ class _Session:
         tracked.waiters.append(waiter)
         tracked.blocked += 1
         self.waiting += 1
-        if not self.watching:
+        if not self.watching and not self.store.address.cluster:
             self.watching = True
             _background.spawn(self._watch)
         try:
@@ -641,6 +747,9 @@ class RedisStore(Store):
 
     Args:
         url: ``redis://[[user]:password@]host[:port][/db]``; ``rediss://`` for TLS.
+            A Redis Cluster: ``redis+cluster://[[user]:password@]host[:port]
+            [,host[:port]...]`` naming any of its nodes (``rediss+cluster://``
+            for TLS); glide's cluster client finds the others.
         prefix: first part of every key, to share a server between applications.
         retention: seconds that run data outlives its last write.
         store_timeout: seconds a command is retried before the server counts as
@@ -688,7 +797,7 @@ class RedisStore(Store):
         self._bulk_timeout_ms = self._timeout_ms + math.ceil(
             1000 * self.max_value_size / _SLOWEST_RATE
         )
-        self._scripts = Scripts.get()
+        self._scripts = Scripts.get(cluster=self.address.cluster)
         self._sessions: dict[object, _Session] = {}
         self._sessions_lock = threading.Lock()  # a store may serve loops in threads
         self._closed = False  # by aclose(): no new connections after it
@@ -711,12 +820,37 @@ class RedisStore(Store):
         return f"RedisStore({self.url!r}, prefix={self.prefix!r})"
 
     # -- plumbing ----------------------------------------------------------------
-    def _config(self, name: str, timeout_ms: int | None = None) -> Any:
+    def _config(
+        self,
+        name: str,
+        timeout_ms: int | None = None,
+        on_message: Callable[[PubSubMsg, object], None] | None = None,
+    ) -> Any:
         address = self.address
         credentials = None
         if address.password is not None:
             credentials = ServerCredentials(
                 password=address.password, username=address.username
+            )
+        if address.cluster:
+            subscriptions = None
+            if on_message is not None:  # channels come later, by SUBSCRIBE
+                subscriptions = GlideClusterClientConfiguration.PubSubSubscriptions(
+                    channels_and_patterns={}, callback=on_message, context=None
+                )
+            return GlideClusterClientConfiguration(
+                [NodeAddress(host, port) for host, port in address.seeds],
+                use_tls=address.tls,
+                credentials=credentials,
+                request_timeout=timeout_ms or self._timeout_ms,
+                client_name=name,
+                reconnect_strategy=BackoffStrategy(
+                    num_of_retries=0, factor=50, exponent_base=2
+                ),
+                pubsub_subscriptions=subscriptions,
+                advanced_config=AdvancedGlideClusterClientConfiguration(
+                    connection_timeout=min(_CONNECT_TIMEOUT_MS, self._timeout_ms)
+                ),
             )
         return GlideClientConfiguration(
             [NodeAddress(address.host, address.port)],
@@ -1114,6 +1248,8 @@ class RedisStore(Store):
         args = [str(position), self._ttl_ms, session.wake_key if wait else b""]
         if reader is not None:
             args.append(reader)
+        if wait and self.address.cluster:
+            await self._call(operation, lambda _: session.listen())
         tracked = session.track(keys.tracked)
         try:
             now = anyio.current_time() if wait else 0.0
@@ -1196,6 +1332,8 @@ class RedisStore(Store):
         session = await self._session()
         wait = timeout > 0
         deadline = anyio.current_time() + timeout if wait else 0.0
+        if wait and self.address.cluster:
+            await self._call(operation, lambda _: session.listen())
         tracked = session.track(keys.tracked)
         try:
             while True:
@@ -1281,8 +1419,9 @@ class RedisStore(Store):
         keys = self._keys_of(run_id, stream)
         session = await self._session()
         args = [str(before), *session.take_acks(keys.tokens)]
-        await self._call(
-            f"trim stream {stream!r} of run {run_id}",
+        operation = f"trim stream {stream!r} of run {run_id}"
+        reply = await self._call(
+            operation,
             lambda client: client.invoke_script(
                 self._scripts.trim,
                 keys=[keys.stream, keys.tokens, keys.blobs],
@@ -1291,6 +1430,10 @@ class RedisStore(Store):
             run_id=run_id,
             stream=stream,
         )
+        if blobs := list(reply[1:]):
+            # Gone from the stream, so their keys go too (should this answer be
+            # lost, they stay in the run's key set until it expires or is deleted).
+            await self._call(operation, lambda client: client.delete(blobs))
 
     async def state(self, run_id: str, stream: str) -> StreamState:
         """Return the stream's length and end state; see ``Store.state``."""
@@ -1393,7 +1536,8 @@ class RedisStore(Store):
         run_ids = [run_id.decode() for run_id in found or ()]
         if not run_ids:
             return []
-        check = GlideBatch(is_atomic=False)
+        # Not atomic: on a cluster, glide sends each node the keys it holds.
+        check = (ClusterBatch if self.address.cluster else GlideBatch)(is_atomic=False)
         for run_id in run_ids:
             check.exists([_keys.keys_key(self.prefix, run_id)])
         alive = await self._call(

@@ -68,6 +68,7 @@ from ..exceptions import (
 )
 from ._base import Batch, Chunk, Share, Store, StreamState
 from ._limits import DEFAULT_MAX_VALUE_SIZE, check_max_value_size, value_too_large
+from ._redis_access import ca_file_from_query, denied, is_denied, tls_config
 from ._redis_entries import foreign_entry, parse_entries
 from ._redis_lua import (
     ALL_TAKEN,
@@ -179,6 +180,7 @@ class _Address:
     tls: bool
     username: str | None
     password: str | None = dataclasses.field(repr=False)
+    ca_file: str | None = None  # TLS: the CA that signed the server's certificate
 
     @property
     def safe_url(self) -> str:
@@ -186,14 +188,18 @@ class _Address:
         scheme = "rediss" if self.tls else "redis"
         user = f"{self.username}@" if self.username else ""
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{scheme}://{user}{host}:{self.port}/{self.db}"
+        query = f"?ssl_ca_certs={self.ca_file}" if self.ca_file else ""
+        return f"{scheme}://{user}{host}:{self.port}/{self.db}{query}"
 
 
 def _parse_url(url: str) -> _Address:
     """Parse ``redis://[[user]:password@]host[:port][/db]`` (``rediss://`` for TLS).
 
+    A ``rediss://`` URL may end in ``?ssl_ca_certs=<path>``, the CA file to trust.
+
     Raises:
         ValueError: the URL has another scheme or a malformed port or db number.
+        StoreConfigError: the query is not a lone ``ssl_ca_certs`` of a TLS URL.
     """
     parts = urlsplit(url)
     if parts.scheme not in ("redis", "rediss"):
@@ -215,6 +221,7 @@ def _parse_url(url: str) -> _Address:
         tls=parts.scheme == "rediss",
         username=unquote(parts.username) if parts.username else None,
         password=unquote(parts.password) if parts.password is not None else None,
+        ca_file=ca_file_from_query(parts.query, tls=parts.scheme == "rediss"),
     )
 
 
@@ -580,6 +587,12 @@ _CONNECT_FAILURES = (
     ("wrongpass", "authentication failed (wrong user name or password)"),
     ("noauth", "authentication failed (the server wants a password)"),
     ("auth", "authentication failed"),
+    (
+        "unknownissuer",
+        "TLS: the server's certificate is not signed by a trusted CA "
+        "(name its CA file: rediss://...?ssl_ca_certs=<path>)",
+    ),
+    ("invalid peer certificate", "TLS: the server's certificate was refused"),
 )
 
 
@@ -640,7 +653,8 @@ class RedisStore(Store):
     is refused, names an unknown host or fails to log in fails at once.
 
     Args:
-        url: ``redis://[[user]:password@]host[:port][/db]``; ``rediss://`` for TLS.
+        url: ``redis://[[user]:password@]host[:port][/db]``; ``rediss://`` for TLS,
+            then ``?ssl_ca_certs=<path>`` to trust the CA in that file.
         prefix: first part of every key, to share a server between applications.
         retention: seconds that run data outlives its last write.
         store_timeout: seconds a command is retried before the server counts as
@@ -677,6 +691,7 @@ class RedisStore(Store):
                 msg = f"{name} must be a positive number of seconds, got {value!r}"
                 raise ValueError(msg)
         self.address = _parse_url(url)
+        self._tls = tls_config(self.address.ca_file)
         self.prefix = _keys.check_prefix(prefix)
         self.retention = retention
         self.store_timeout = float(store_timeout)
@@ -730,7 +745,8 @@ class RedisStore(Store):
                 num_of_retries=0, factor=50, exponent_base=2
             ),
             advanced_config=AdvancedGlideClientConfiguration(
-                connection_timeout=min(_CONNECT_TIMEOUT_MS, self._timeout_ms)
+                connection_timeout=min(_CONNECT_TIMEOUT_MS, self._timeout_ms),
+                tls_config=self._tls,
             ),
         )
 
@@ -796,6 +812,8 @@ class RedisStore(Store):
                     client = session.client or await session.connect()
                     result = await command(client)
             except GlideError as exc:
+                if is_denied(str(exc)):  # the ACL refuses: no retry will help
+                    raise self._denied(exc, operation) from None
                 transient = isinstance(
                     exc, GlideTimeoutError | GlideConnectionError | ClosingError
                 ) or bool(_TRANSIENT.search(str(exc)))
@@ -840,6 +858,16 @@ class RedisStore(Store):
             msg = f"cannot {operation}: {kind} ({what}): {detail}"
             return CorruptDataError(msg, run_id=run_id, stream=stream)
         return StoreError(f"Redis at {self.url} failed to {operation}: {detail}")
+
+    def _denied(self, exc: GlideError, operation: str) -> StoreError:
+        address = self.address
+        return denied(
+            _one_line(exc),
+            user=address.username if address.password is not None else None,
+            prefix=self.prefix,
+            url=self.url,
+            operation=operation,
+        )
 
     def _keys_of(self, run_id: str, stream: str) -> _StreamKeys:
         found = self._stream_keys.get((run_id, stream))

@@ -134,6 +134,18 @@ async def test_a_certificate_of_another_ca_is_refused_at_once(
                 await store.get_fields("r1", ["k"])
 
 
+async def test_redis_url_to_the_tls_port_says_so_at_once(
+    tls_server: TlsServer,
+) -> None:
+    url = f"redis://127.0.0.1:{tls_server.tls_port}/0"
+    async with RedisStore(url, store_timeout=30) as store:
+        with anyio.fail_after(5):  # far below store_timeout: not retried
+            with pytest.raises(
+                StoreConnectionError, match=r"a TLS port\? then use rediss"
+            ):
+                await store.get_fields("r1", ["k"])
+
+
 def test_a_missing_ca_file_is_a_config_error(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere.pem"
     with pytest.raises(StoreConfigError, match=r"cannot read the CA file .*nowhere"):

@@ -593,6 +593,11 @@ _CONNECT_FAILURES = (
         "(name its CA file: rediss://...?ssl_ca_certs=<path>)",
     ),
     ("invalid peer certificate", "TLS: the server's certificate was refused"),
+    # What a TLS port does to a client that does not speak TLS.
+    (
+        "unexpectedly terminated",
+        "the server closed the connection at once (a TLS port? then use rediss://)",
+    ),
 )
 
 

@@ -35,9 +35,10 @@ __all__ = (
 
 #: The commands a Datagraph user needs beyond ``+@connection`` (glide's HELLO,
 #: AUTH, CLIENT SETNAME, SELECT, PING) and ``INFO`` (glide asks it on connecting).
-#: The Lua scripts' own commands are checked against the same rights.
+#: Scripts go by EVALSHA, after a SCRIPT LOAD when the server lacks them (glide
+#: never sends EVAL); the commands inside them are checked against the same rights.
 ACL_COMMANDS = (
-    "info", "evalsha", "eval", "script|load", "multi", "exec",
+    "info", "evalsha", "script|load", "multi", "exec",
     "get", "set", "del", "exists", "pexpire", "time",
     "hget", "hset", "hsetnx", "hdel", "hgetall", "hmget", "hlen", "hvals",
     "sadd", "smembers",

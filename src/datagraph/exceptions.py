@@ -22,6 +22,10 @@ DatagraphError
 ├── RunNotFoundError            no run with this id in the store (also KeyError)
 ├── StoreError
 │   ├── StoreConnectionError    the store cannot be reached (within store_timeout)
+│   ├── StorePermissionError    the server's ACL denies the store's user a command
+│   │                           or key; .user, .command, .key_pattern
+│   ├── StoreConfigError        the store's settings are unusable, e.g. an
+│   │                           unreadable CA file (also ValueError)
 │   ├── StreamClosedError       write to a stream that has already ended
 │   ├── CorruptRunError         a run's record does not decode; .run_id
 │   ├── CorruptDataError        a stored entry is malformed or foreign; .run_id,
@@ -265,3 +269,22 @@ class EmptyStreamError(DatagraphError, LookupError):
 
 class RunCancelledError(RunFailedError):
     """``wait()`` on a run that was cancelled."""
+
+
+class StorePermissionError(StoreError):
+    """The server's ACL denies the store's user a command or a key it needs."""
+
+    def __init__(
+        self, message: str, *, user: str, command: str | None, key_pattern: str
+    ) -> None:
+        super().__init__(message)
+        #: The ACL user the store logs in as (``"default"`` without a user name).
+        self.user = user
+        #: The command refused, when the server named it.
+        self.command = command
+        #: The key pattern the user needs (``~<prefix>:*``).
+        self.key_pattern = key_pattern
+
+
+class StoreConfigError(StoreError, ValueError):
+    """The store's settings cannot work, e.g. its TLS CA file cannot be read."""

@@ -79,6 +79,7 @@ from ..exceptions import (
 )
 from ._base import Batch, Chunk, Share, Store, StreamState
 from ._limits import DEFAULT_MAX_VALUE_SIZE, check_max_value_size, value_too_large
+from ._redis_access import ca_file_from_query, denied, is_denied, tls_config
 from ._redis_entries import foreign_entry, parse_entries
 from ._redis_lua import (
     ALL_TAKEN,
@@ -198,16 +199,19 @@ class _Address:
     #: A Redis Cluster, reached first through ``seeds`` (host, port), any node.
     cluster: bool = False
     seeds: tuple[tuple[str, int], ...] = ()
+    ca_file: str | None = None  # TLS: the CA that signed the server's certificate
 
     @property
     def safe_url(self) -> str:
         """The URL without the password, fit for messages and logs."""
         scheme = "rediss" if self.tls else "redis"
         user = f"{self.username}@" if self.username else ""
+        query = f"?ssl_ca_certs={self.ca_file}" if self.ca_file else ""
         if self.cluster:
             nodes = ",".join(_host_port(host, port) for host, port in self.seeds)
-            return f"{scheme}+cluster://{user}{nodes}"
-        return f"{scheme}://{user}{_host_port(self.host, self.port)}/{self.db}"
+            return f"{scheme}+cluster://{user}{nodes}{query}"
+        host_port = _host_port(self.host, self.port)
+        return f"{scheme}://{user}{host_port}/{self.db}{query}"
 
 
 def _host_port(host: str, port: int) -> str:
@@ -219,9 +223,11 @@ def _parse_url(url: str) -> _Address:
 
     A Redis Cluster is ``redis+cluster://[[user]:password@]host[:port][,host[:port]
     ...]`` (``rediss+cluster://`` for TLS): any of its nodes, to find the others.
+    A ``rediss://`` URL may end in ``?ssl_ca_certs=<path>``, the CA file to trust.
 
     Raises:
         ValueError: the URL has another scheme or a malformed port or db number.
+        StoreConfigError: the query is not a lone ``ssl_ca_certs`` of a TLS URL.
     """
     scheme = url.partition("://")[0]
     if scheme in ("redis+cluster", "rediss+cluster"):
@@ -249,6 +255,7 @@ def _parse_url(url: str) -> _Address:
         tls=parts.scheme == "rediss",
         username=unquote(parts.username) if parts.username else None,
         password=unquote(parts.password) if parts.password is not None else None,
+        ca_file=ca_file_from_query(parts.query, tls=parts.scheme == "rediss"),
     )
 
 
@@ -686,6 +693,17 @@ _CONNECT_FAILURES = (
     ("wrongpass", "authentication failed (wrong user name or password)"),
     ("noauth", "authentication failed (the server wants a password)"),
     ("auth", "authentication failed"),
+    (
+        "unknownissuer",
+        "TLS: the server's certificate is not signed by a trusted CA "
+        "(name its CA file: rediss://...?ssl_ca_certs=<path>)",
+    ),
+    ("invalid peer certificate", "TLS: the server's certificate was refused"),
+    # What a TLS port does to a client that does not speak TLS.
+    (
+        "unexpectedly terminated",
+        "the server closed the connection at once (a TLS port? then use rediss://)",
+    ),
 )
 
 
@@ -746,7 +764,8 @@ class RedisStore(Store):
     is refused, names an unknown host or fails to log in fails at once.
 
     Args:
-        url: ``redis://[[user]:password@]host[:port][/db]``; ``rediss://`` for TLS.
+        url: ``redis://[[user]:password@]host[:port][/db]``; ``rediss://`` for TLS,
+            then ``?ssl_ca_certs=<path>`` to trust the CA in that file.
             A Redis Cluster: ``redis+cluster://[[user]:password@]host[:port]
             [,host[:port]...]`` naming any of its nodes (``rediss+cluster://``
             for TLS); glide's cluster client finds the others.
@@ -786,6 +805,7 @@ class RedisStore(Store):
                 msg = f"{name} must be a positive number of seconds, got {value!r}"
                 raise ValueError(msg)
         self.address = _parse_url(url)
+        self._tls = tls_config(self.address.ca_file)
         self.prefix = _keys.check_prefix(prefix)
         self.retention = retention
         self.store_timeout = float(store_timeout)
@@ -865,7 +885,8 @@ class RedisStore(Store):
                 num_of_retries=0, factor=50, exponent_base=2
             ),
             advanced_config=AdvancedGlideClientConfiguration(
-                connection_timeout=min(_CONNECT_TIMEOUT_MS, self._timeout_ms)
+                connection_timeout=min(_CONNECT_TIMEOUT_MS, self._timeout_ms),
+                tls_config=self._tls,
             ),
         )
 
@@ -934,6 +955,8 @@ class RedisStore(Store):
                     client = session.client or await session.connect()
                     result = await command(client)
             except GlideError as exc:
+                if is_denied(str(exc)):  # the ACL refuses: no retry will help
+                    raise self._denied(exc, operation) from None
                 transient = isinstance(
                     exc, GlideTimeoutError | GlideConnectionError | ClosingError
                 ) or bool(_TRANSIENT.search(str(exc)))
@@ -978,6 +1001,16 @@ class RedisStore(Store):
             msg = f"cannot {operation}: {kind} ({what}): {detail}"
             return CorruptDataError(msg, run_id=run_id, stream=stream)
         return StoreError(f"Redis at {self.url} failed to {operation}: {detail}")
+
+    def _denied(self, exc: GlideError, operation: str) -> StoreError:
+        address = self.address
+        return denied(
+            _one_line(exc),
+            user=address.username if address.password is not None else None,
+            prefix=self.prefix,
+            url=self.url,
+            operation=operation,
+        )
 
     def _keys_of(self, run_id: str, stream: str) -> _StreamKeys:
         found = self._stream_keys.get((run_id, stream))

@@ -89,7 +89,9 @@ class ProcessorRun:
             failure = await self._attempts()
         except anyio.get_cancelled_exc_class():
             # Stopped from outside: the event loop or the worker is shutting down.
-            with anyio.move_on_after(2, shield=True):
+            # (If the store is closing too, nothing can be recorded: the lease
+            # will tell.)
+            with anyio.move_on_after(2, shield=True), contextlib.suppress(StoreError):
                 await self._interrupted()
             raise
         except StoreError as exc:  # recording its own state failed: say so

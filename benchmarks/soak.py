@@ -235,7 +235,8 @@ def leftovers(conn: RespConnection, prefix: str) -> tuple[list[str], list[str]]:
     of other processes blocked on it): by design it is not in the run's key set
     and expires by itself within ``WATCH_TTL_MS``. Every other key is a leak.
     """
-    leaked, expiring = [], []
+    leaked: list[str] = []
+    expiring: list[str] = []
     for key in _keys(conn, prefix):
         ttl = conn.command("PTTL", key)
         watchers = ":w:" in key and 0 < ttl <= WATCH_TTL_MS
@@ -243,9 +244,7 @@ def leftovers(conn: RespConnection, prefix: str) -> tuple[list[str], list[str]]:
     return leaked, expiring
 
 
-def soak(
-    args: argparse.Namespace, url: str, prefix: str = "dgsoak"
-) -> dict[str, Any]:
+def soak(args: argparse.Namespace, url: str, prefix: str = "dgsoak") -> dict[str, Any]:
     """Run the soak against ``url``; return its samples, figures and verdicts."""
     seconds = args.minutes * 60
     conn = RespConnection(url_port(url))
@@ -325,7 +324,9 @@ def _fit(ts: Sequence[float], ys: Sequence[float]) -> float:
     return sum((t - mt) * (y - my) for t, y in zip(ts, ys, strict=True)) / var
 
 
-def _mean(samples: Sequence[dict[str, float]], name: str, lo: float, hi: float) -> float:
+def _mean(
+    samples: Sequence[dict[str, float]], name: str, lo: float, hi: float
+) -> float:
     window = [s[name] for s in samples if lo <= s["t"] < hi]
     return sum(window) / len(window) if window else float("nan")
 
@@ -389,6 +390,22 @@ def table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def rates(samples: Sequence[dict[str, float]], window: float) -> list[float]:
+    """Values/s over the trailing ``window`` seconds at each sample.
+
+    Runs finish in waves (a slot's runs take similar times), so the rate between
+    two samples a few seconds apart jumps between zero and twice the mean.
+    """
+    out = []
+    for i, s in enumerate(samples):
+        j = i
+        while j > 0 and s["t"] - samples[j - 1]["t"] <= window:
+            j -= 1
+        base = samples[j]
+        out.append((s["values"] - base["values"]) / max(s["t"] - base["t"], 1e-9))
+    return out
+
+
 def plot(report: dict[str, Any], path: str) -> None:
     """Draw worker RSS, Redis memory and throughput over time."""
     import matplotlib
@@ -398,28 +415,27 @@ def plot(report: dict[str, Any], path: str) -> None:
 
     samples = report["samples"]
     minutes = [s["t"] / 60 for s in samples]
-    fig, (mem, rate) = plt.subplots(2, 1, figsize=(10, 7), sharex=True)
+    fig, (rss, redis, rate) = plt.subplots(3, 1, figsize=(10, 9), sharex=True)
     for i, backend in enumerate(report["workers"]):
         series = [s[f"rss_{i}"] / 1e6 for s in samples]
-        mem.plot(minutes, series, label=f"worker {i} RSS ({backend})")
-    mem.plot(minutes, [s["used_memory"] / 1e6 for s in samples], label="Redis used_memory")
-    mem.set(ylabel="MB", title="Memory")
-    mem.set_ylim(bottom=0)
-    mem.legend(loc="lower right")
-    pairs = list(zip(samples, samples[1:], strict=False))
-    rate.plot(
-        [b["t"] / 60 for _, b in pairs],
-        [(b["values"] - a["values"]) / max(b["t"] - a["t"], 1e-9) for a, b in pairs],
-        color="tab:green",
+        rss.plot(minutes, series, label=f"worker {i} ({backend})")
+    rss.set(ylabel="MB", title="Worker RSS (psutil)")
+    rss.legend(loc="lower right")
+    redis.plot(minutes, [s["used_memory"] / 1e6 for s in samples], color="tab:red")
+    redis.set(ylabel="MB", title="Redis used_memory (INFO memory)")
+    rate.plot(minutes, rates(samples, 30.0), color="tab:green")
+    rate.set(
+        xlabel="minutes",
+        ylabel="values/s",
+        title="Source values of checked runs per second (trailing 30 s)",
     )
-    rate.set(xlabel="minutes", ylabel="values/s (source values)", title="Throughput")
-    rate.set_ylim(bottom=0)
-    for axis in (mem, rate):
+    for axis in (rss, redis, rate):
+        axis.set_ylim(bottom=0)
         axis.grid(True, alpha=0.3)
         axis.axvline(report["minutes"], color="gray", linestyle=":")
     fig.suptitle(
         f"Soak: {report['runs_in_flight']} concurrent runs of a 5-processor flow, "
-        f"{report['completed']:,} runs checked"
+        f"{report['completed']:,} runs checked (dotted: end of the soak)"
     )
     fig.tight_layout()
     fig.savefig(path, dpi=100)

@@ -8,8 +8,8 @@ Every ``--interval`` seconds the parent samples each worker's RSS (psutil),
 Redis's ``used_memory`` and key count (``INFO``, ``DBSIZE``), runs completed and
 values/s. At the end every key must be gone, and memory must be flat:
 
-- a linear fit of the second half of the samples has a slope under
-  ``SLOPE_LIMIT`` (1%) of their mean per minute, and
+- a linear fit of the second half of the samples rises by less than
+  ``SLOPE_LIMIT`` (1%) of their mean per minute (falling is fine), and
 - the mean of the last minute is within ``DRIFT_LIMIT`` (10%) of the mean of the
   second minute (the first minute is warm-up).
 
@@ -354,7 +354,7 @@ def judge(
         "why": "shorter than 3 minutes: not judged",
     }
     if judged:
-        steep = abs(slope) >= SLOPE_LIMIT * mean
+        steep = slope >= SLOPE_LIMIT * mean  # growth; a falling series is fine
         drift = abs(last - second) > DRIFT_LIMIT * second
         verdict["flat"] = not (steep or drift)
         verdict["why"] = (

@@ -105,3 +105,5 @@ def test_flatness_is_judged_by_slope_and_drift() -> None:
     assert verdict["flat"] is False
     assert verdict["slope_per_minute"] == pytest.approx(12.0)
     assert soak.judge(growing, "m", judged=False)["flat"] is None
+    falling = series([200.0 - 0.5 * i for i in range(36)])  # -3 a minute
+    assert soak.judge(falling, "m", judged=True)["flat"] is True

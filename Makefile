@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: all demo demo-distributed test lint format typecheck pytest bench bench-quick clean
+.PHONY: all demo demo-distributed test lint format typecheck pytest bench bench-quick soak clean
 
 all: test
 
@@ -58,6 +58,14 @@ bench: $(BENCH_STAMP)
 
 bench-quick: $(BENCH_STAMP)
 	$(BIN)/python -m benchmarks.suite --quick $(BENCH_ARGS)
+
+# The soak test (docs/reliability.md, "Soak"): 100 runs of a 5-processor flow kept in
+# flight on a throwaway redis-server for SOAK_MINUTES (default 10); fails unless every
+# output is exact, no key is left and worker RSS and Redis memory stay flat.
+SOAK_MINUTES ?= 10
+
+soak: $(BENCH_STAMP)
+	$(BIN)/python -m benchmarks.soak --minutes $(SOAK_MINUTES) --json docs/images/soak.json --plot docs/images/soak.png
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -12,9 +12,9 @@ from __future__ import annotations
 import os
 
 from celery import Celery
-from datagraph.executors.celery import CeleryExecutor
 
 from datagraph import Settings, Supervisor
+from datagraph.executors.celery import CeleryExecutor
 
 from . import flows  # registers W3's implementations
 

@@ -6,6 +6,7 @@ from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING
 
 from ..exceptions import ExecutorError
+from ..stores.memory import MemoryStore
 
 if TYPE_CHECKING:
     from .._plan import Plan
@@ -40,8 +41,19 @@ class Executor(ABC):
 
         Raises:
             ExecutorError: the executor already serves another supervisor (an
-                executor object belongs to one supervisor; create one for each).
+                executor object belongs to one supervisor; create one for each),
+                or it runs processors in other processes and the supervisor
+                keeps its runs in a ``MemoryStore``, which they cannot see.
         """
+        if self.takes_over and isinstance(supervisor.store, MemoryStore):
+            name = type(self).__name__
+            msg = (
+                f"{name} runs processors in other processes, which cannot see this "
+                "process's MemoryStore; attach a shared store, e.g. "
+                "Supervisor.attach(redis_config={'url': 'redis://...'}, "
+                f"executor={name}(...))"
+            )
+            raise ExecutorError(msg)
         if self._supervisor is not None and self._supervisor is not supervisor:
             msg = (
                 f"{self!r} already serves {self._supervisor!r}; give each "

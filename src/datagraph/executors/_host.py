@@ -19,13 +19,35 @@ from typing import TYPE_CHECKING, Any
 
 import anyio.from_thread
 
+from ..exceptions import ExecutorError
+
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
     from concurrent.futures import Future
 
-__all__ = ("WorkerHost",)
+__all__ = ("BACKEND_ENV", "WorkerHost", "worker_backend")
+
+#: Where a worker's event loop is chosen when the executor is not told.
+BACKEND_ENV = "DATAGRAPH_WORKER_BACKEND"
+_BACKENDS = ("asyncio", "trio")
 
 logger = logging.getLogger("datagraph.worker")
+
+
+def worker_backend(owner: str, backend: str | None) -> str:
+    """Return the event loop a worker runs: ``backend``, ``$BACKEND_ENV``, asyncio.
+
+    Raises:
+        ExecutorError: it names no event loop Datagraph runs on.
+    """
+    backend = backend or os.environ.get(BACKEND_ENV) or "asyncio"
+    if backend not in _BACKENDS:
+        msg = (
+            f"{owner} backend must be one of {list(_BACKENDS)}, got {backend!r} "
+            f"(from backend= or ${BACKEND_ENV})"
+        )
+        raise ExecutorError(msg)
+    return backend
 
 
 class WorkerHost:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -23,14 +22,12 @@ import anyio.to_thread
 from .._streams import parse_job
 from ..exceptions import ExecutorError
 from ..processor import _registry
-from ..stores.memory import MemoryStore
 from ._base import Executor
-from ._host import WorkerHost
+from ._host import WorkerHost, worker_backend
 
 if TYPE_CHECKING:
     from celery import Celery
 
-    from ..supervisor import Supervisor
 
 __all__ = ("TASK_PREFIX", "CeleryExecutor", "QueueChoice")
 
@@ -38,8 +35,6 @@ logger = logging.getLogger("datagraph.celery")
 
 #: Tasks and default queues are named ``datagraph.<processor>``.
 TASK_PREFIX = "datagraph."
-BACKEND_ENV = "DATAGRAPH_WORKER_BACKEND"
-_BACKENDS = ("asyncio", "trio")
 
 #: How ``CeleryExecutor(queue=...)`` chooses a processor's queue: one queue for
 #: all, a mapping from processor name to queue, or a function of the processor's
@@ -90,13 +85,7 @@ class CeleryExecutor(Executor):
         self, app: Celery, *, queue: QueueChoice = None, backend: str | None = None
     ) -> None:
         signals = _import_celery()
-        backend = backend or os.environ.get(BACKEND_ENV) or "asyncio"
-        if backend not in _BACKENDS:
-            msg = (
-                f"CeleryExecutor backend must be one of {list(_BACKENDS)}, got "
-                f"{backend!r} (from backend= or ${BACKEND_ENV})"
-            )
-            raise ExecutorError(msg)
+        backend = worker_backend("CeleryExecutor", backend)
         _check_queue(queue)
         self.app = app
         self.backend = backend
@@ -113,24 +102,6 @@ class CeleryExecutor(Executor):
 
     def __repr__(self) -> str:
         return f"CeleryExecutor(app={self.app.main!r}, backend={self.backend!r})"
-
-    def bind(self, supervisor: Supervisor) -> None:
-        """Attach the supervisor; its store must be shared by every process.
-
-        Raises:
-            ExecutorError: the supervisor keeps its runs in a ``MemoryStore``,
-                which no worker process can see; or the executor already serves
-                another supervisor.
-        """
-        if isinstance(supervisor.store, MemoryStore):
-            msg = (
-                "CeleryExecutor runs processors in other processes, which cannot "
-                "see this process's MemoryStore; attach a shared store, e.g. "
-                "Supervisor.attach(redis_config={'url': 'redis://...'}, "
-                "executor=CeleryExecutor(app))"
-            )
-            raise ExecutorError(msg)
-        super().bind(supervisor)
 
     # ------------------------------------------------------------------ routing
 

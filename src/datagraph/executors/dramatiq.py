@@ -14,7 +14,6 @@ by Dramatiq redelivering the message.
 from __future__ import annotations
 
 import functools
-import os
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -22,9 +21,8 @@ import anyio.to_thread
 
 from ..exceptions import ExecutorError
 from ..processor import _registry
-from ..stores.memory import MemoryStore
 from ._base import Executor
-from ._host import WorkerHost
+from ._host import WorkerHost, worker_backend
 
 try:
     import dramatiq
@@ -41,7 +39,6 @@ if TYPE_CHECKING:
     from typing import TypeAlias
 
     from .._plan import Plan
-    from ..supervisor import Supervisor
 
     #: Where processors' messages go: see ``DramatiqExecutor``'s ``queue``.
     Routing: TypeAlias = str | Mapping[str, str] | Callable[[str], str | None] | None
@@ -52,8 +49,6 @@ __all__ = ("DramatiqExecutor", "actor_name", "default_queue")
 PREFIX = "datagraph."
 #: Environment variable that picks the workers' event loop when ``backend`` is
 #: not given.
-BACKEND_ENV = "DATAGRAPH_WORKER_BACKEND"
-_BACKENDS = ("asyncio", "trio")
 #: Longest a shutting-down worker waits for its threads to pause (seconds).
 _PAUSE_TIMEOUT = 10.0
 # Dramatiq's own rule for queue names (dramatiq.actor._queue_name_re).
@@ -110,12 +105,7 @@ class DramatiqExecutor(Executor):
         queue: Routing = None,
         backend: str | None = None,
     ) -> None:
-        backend = backend or os.environ.get(BACKEND_ENV) or "asyncio"
-        if backend not in _BACKENDS:
-            msg = (
-                f"DramatiqExecutor backend must be one of {_BACKENDS}, not {backend!r}"
-            )
-            raise ExecutorError(msg)
+        backend = worker_backend("DramatiqExecutor", backend)
         self.broker = broker
         self.backend = backend
         self._routing = queue
@@ -124,24 +114,6 @@ class DramatiqExecutor(Executor):
 
     def __repr__(self) -> str:
         return f"DramatiqExecutor({self.broker!r}, backend={self.backend!r})"
-
-    def bind(self, supervisor: Supervisor) -> None:
-        """Attach the supervisor; its store must be shared by every process.
-
-        Raises:
-            ExecutorError: the supervisor keeps its runs in a ``MemoryStore``,
-                which no worker process can see; or the executor already serves
-                another supervisor.
-        """
-        if isinstance(supervisor.store, MemoryStore):
-            msg = (
-                "DramatiqExecutor runs processors in other processes, which cannot "
-                "see this process's MemoryStore; attach a shared store, e.g. "
-                "Supervisor.attach(redis_config={'url': 'redis://...'}, "
-                "executor=DramatiqExecutor(broker))"
-            )
-            raise ExecutorError(msg)
-        super().bind(supervisor)
 
     def queue_of(self, processor: str) -> str:
         """Return the queue that runs ``processor`` (see ``queue`` above)."""

@@ -716,6 +716,38 @@ async def test_wait_with_a_timeout(supervisor: Supervisor) -> None:
         assert await run.status() == "succeeded"
 
 
+async def test_one_output_takes_every_kind_of_item(supervisor: Supervisor) -> None:
+    """Bare values of any type (also types seen for the first time after many
+    others), IOVals and instances of IOVal subclasses all reach the one output."""
+
+    class Tagged(IOVal[int], frozen=True):
+        pass
+
+    proc = Processor(name="rt_item_kinds", outputs=["out"])
+    # More bare types than ``Outputs.put`` remembers, each new to it.
+    kinds = [dataclasses.make_dataclass(f"Kind{i}", [("i", int)]) for i in range(100)]
+    expected: list[Any] = [1, "two", {"name": "x", "value": 3}, 4, 5, 6.0]
+    expected += [{"i": i} for i in range(100)] + [7]
+
+    @proc
+    async def impl() -> AsyncIterator[Any]:
+        yield 1
+        yield "two"
+        yield IOVal("out", IOVal("x", 3))  # an IOVal as a value (read as a map)
+        yield IOVal("out", 4)
+        yield Tagged("out", 5)
+        yield 6.0
+        for i, kind in enumerate(kinds):
+            yield kind(i)
+        yield 7
+
+    with anyio.fail_after(TIMEOUT):
+        run = await start(supervisor, proc)
+        values = await run["out"].collect()
+        await run.wait()
+    assert values == expected
+
+
 # --------------------------------------------------------------------------------------
 # Errors for bad input
 

@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 __all__ = ("Outputs",)
 
 _FIRST_BATCH = 16
+#: How many bare-value types ``Outputs.put`` remembers (a bound for processors
+#: that yield instances of classes they create on the fly).
+_KNOWN_TYPES = 64
 
 
 class Outputs:
@@ -46,6 +49,10 @@ class Outputs:
         self._names = processor.outputs
         self._single = processor.outputs[0] if len(processor.outputs) == 1 else None
         self._buffers: dict[str, list[Any]] = {name: [] for name in processor.outputs}
+        # The buffer of the single output (bare values go there), and the types
+        # of the bare values seen so far (see ``put``).
+        self._single_buffer: list[Any] = self._buffers.get(self._single or "", [])
+        self._bare_types: set[type] = set()
         self._positions = dict.fromkeys(processor.outputs, 0)
         self._pending = 0
         self._oldest = 0.0
@@ -53,7 +60,7 @@ class Outputs:
         # the next processor within a fraction of a millisecond; each flush
         # doubles the size up to ``batch_size``.
         self._full = ctx.settings.batch_size
-        self._batch_size = min(self._full, _FIRST_BATCH)
+        self._batch_size = self._limit = min(self._full, _FIRST_BATCH)
         self._interval = ctx.settings.flush_interval
         self._lock = anyio.Lock(fast_acquire=True)  # no checkpoint when free
         self._wake = anyio.Event()
@@ -78,30 +85,36 @@ class Outputs:
             OutputError: the item names no declared output, or is a bare value while
                 the processor has several outputs (or none).
         """
-        # ``type() is`` first: an exact IOVal (the seed's style) or a bare value
-        # are the common cases, and the test is cheaper than ``isinstance``.
-        if type(item) is IOVal or isinstance(item, IOVal):
+        # The hot path of every processor, once per value. An exact IOVal (the
+        # seed's style) is told by ``type() is``; a bare value by a set of the
+        # types seen before: ``isinstance`` against IOVal (a msgspec Struct,
+        # whose metaclass is not ``type``) costs more than the whole lookup.
+        cls = type(item)
+        if cls is IOVal:
             buffer = self._buffers.get(item.name)
             if buffer is None:
                 raise self._unknown_output(item.name)
             buffer.append(item.value)
+        elif cls in self._bare_types:
+            self._single_buffer.append(item)
+        elif isinstance(item, IOVal):  # an instance of a subclass: rare
+            return self.put(IOVal(item.name, item.value))
         elif self._single is not None:
-            self._buffers[self._single].append(item)
+            self._single_buffer.append(item)
+            if len(self._bare_types) < _KNOWN_TYPES:
+                self._bare_types.add(cls)
         else:
             raise self._bare_value(item)
-        self._pending += 1
-        if self._pending == 1:
+        pending = self._pending = self._pending + 1
+        if pending == 1:
             self._oldest = time.monotonic()
             self._wake.set()
             return False
         # The clock is read every 64 values: it is the dearest part of a put.
-        return (
-            self._pending >= self._batch_size
-            or self._error is not None
-            or (
-                not self._pending & 63
-                and time.monotonic() - self._oldest >= self._interval
-            )
+        # ``_limit`` drops to 0 when a background flush fails, so the producer
+        # flushes (and sees the failure) at its next value.
+        return pending >= self._limit or (
+            not pending & 63 and time.monotonic() - self._oldest >= self._interval
         )
 
     def _unknown_output(self, name: str) -> OutputError:
@@ -137,9 +150,11 @@ class Outputs:
             for name, buffer in self._buffers.items():
                 if buffer:
                     self._buffers[name] = []
+                    if name == self._single:
+                        self._single_buffer = self._buffers[name]
                     self._pending -= len(buffer)
                     await self._append(name, buffer)
-            self._batch_size = min(self._full, self._batch_size * 2)
+            self._batch_size = self._limit = min(self._full, self._batch_size * 2)
         # Let the readers run: an append to the memory store never suspends, so
         # a busy producer would otherwise run a whole window ahead of them.
         await anyio.lowlevel.checkpoint()
@@ -153,6 +168,7 @@ class Outputs:
                 await self.flush()
             except Exception as exc:
                 self._error = exc  # raised to the producer by its next put/flush
+                self._limit = 0
                 return
 
     async def _append(self, name: str, values: list[Any]) -> None:

@@ -262,9 +262,10 @@ class ProcessorRun:
                 if impl.kind == "async":
                     await self._put_result(outputs, result)
                     return
+                put = outputs.put  # looked up once: this loop runs per value
                 async with aclosing(result) as agen:
                     async for item in agen:
-                        if outputs.put(item):
+                        if put(item):
                             await outputs.flush()
             return
         result = await run_sync_implementation(

@@ -278,11 +278,14 @@ class ProcessorRun:
         """Buffer a function's result: None, a value, an IOVal or a list of IOVals."""
         if result is None:
             return
+        # Each distinct type is checked once: ``isinstance`` against IOVal is
+        # dear, and a list of IOVals is what a sync function usually returns.
         many = isinstance(result, list | tuple) and all(
-            isinstance(item, IOVal) for item in result
+            issubclass(cls, IOVal) for cls in set(map(type, result))
         )
+        put = outputs.put
         for item in result if many else [result]:
-            if outputs.put(item):
+            if put(item):
                 await outputs.flush()
         await outputs.flush()
 

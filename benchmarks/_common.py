@@ -191,6 +191,12 @@ def redis_server() -> Iterator[str]:
         log.close()
 
 
+def redis_database(url: str, db: int) -> str:
+    """The URL of database ``db`` on the Redis server of ``url``."""
+    base = url.rsplit("/", 1)[0] if url.count("/") > 2 else url
+    return f"{base}/{db}"
+
+
 def url_port(url: str) -> int:
     """The port of a ``redis://host:port/db`` URL."""
     return int(url.rsplit(":", 1)[1].split("/", 1)[0])

@@ -53,12 +53,9 @@ def datagraph_etl(ctx: Context, url: str | None, source: str, n: int) -> float:
     small = etl_source(ctx, 1000)
 
     async def once() -> float:
-        supervisor = flows.make_supervisor(url)
-        try:
+        async with flows.make_supervisor(url) as supervisor:
             await etl.etl_throughput(supervisor, small, 1000, ctx.path("warm.db"))
             return await etl.etl_throughput(supervisor, source, n, ctx.path("dg.db"))
-        finally:
-            await supervisor.aclose()
 
     return arun(once)
 
@@ -284,16 +281,13 @@ def _etl_first_rows(ctx: Context, figures: list[str]) -> list[Row]:
         log(f"{figure}: Datagraph")
 
         async def first(url: str | None = url) -> list[float]:
-            supervisor = flows.make_supervisor(url)
-            try:
+            async with flows.make_supervisor(url) as supervisor:
                 return [
                     await etl.etl_first_loaded(
                         supervisor, source, ETL_IO_DELAY, ctx.path("first.db")
                     )
                     for _ in range(ctx.repeat + 1)
                 ][1:]  # the first run warms up
-            finally:
-                await supervisor.aclose()
 
         values[figure] = median(arun(first)) * 1000
     ctx.celery()

@@ -1,7 +1,7 @@
 """W3 written in each style users write processors in, and the zip and merge stages.
 
 Every workload here is measured against the bare-value W3 of ``flows`` in the same
-run (``suite.py``, group ``styles``):
+run (``rows/styles.py``, group ``styles``):
 
 - ``bare``: async generators yielding bare values (``flows.W3``, the reference);
 - ``ioval``: the seed's style, ``yield IOVal(name=..., value=...)``;
@@ -298,7 +298,7 @@ def main(argv: list[str]) -> int:
     """``python -m benchmarks.styles first BACKEND STYLE N [REDIS_URL]``.
 
     Prints the seconds to the first final value of the first run of this fresh
-    process (what ``suite.py`` measures as "first run of a fresh process").
+    process (what ``rows/styles.py`` measures as "first run of a process").
     """
     if len(argv) not in (4, 5) or argv[0] != "first":
         print(main.__doc__, file=sys.stderr)

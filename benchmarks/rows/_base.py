@@ -267,15 +267,15 @@ def compared(
     baseline_value: float | None,
     target: Target | None,
     *,
-    ratio_: float | None = None,
+    given_ratio: float | None = None,
 ) -> Row:
     """A row: ``value`` against ``baseline_value``, their ratio, the target.
 
-    The ratio is ``value / baseline_value`` unless ``ratio_`` gives another (a
+    The ratio is ``value / baseline_value`` unless ``given_ratio`` gives another (a
     median of paired runs, say). ``target`` None (``REFERENCE``) makes a row
     without a target.
     """
-    r = ratio(value, baseline_value) if ratio_ is None else ratio_
+    r = ratio(value, baseline_value) if given_ratio is None else given_ratio
     return Row(
         figure=figure,
         value=value,

@@ -125,7 +125,7 @@ def _style_row(
         f"bare-value W3 run just before it ({backend}); by CPU time {by_cpu:.2f}x",
         bare_rate,
         at_least_x(target),
-        ratio_=median([bare / seconds for bare, seconds, _, _ in pairs]),
+        given_ratio=median([bare / seconds for bare, seconds, _, _ in pairs]),
     )
 
 
@@ -156,7 +156,7 @@ def _trio_vs_asyncio_row(figure: str, runs: dict[str, dict[str, list[Pair]]]) ->
         f"{', '.join(f'{k} {v:.2f}' for k, v in cpu_twins.items())}",
         None,
         Target(">= 0.7x for every style", min_ratio=0.7),
-        ratio_=twins[worst],
+        given_ratio=twins[worst],
     )
 
 

@@ -4,21 +4,27 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import math
+import os
 import shutil
 import socket
 import statistics
 import subprocess
+import sys
 import tempfile
 import threading
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Sequence
+    from collections.abc import Iterator, Sequence
 
 #: The anyio backend every row runs on unless it says otherwise.
 DEFAULT_BACKEND = "asyncio"
+#: The repository's root: the working folder of the processes the suite starts.
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclasses.dataclass
@@ -80,16 +86,41 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[rank - 1]
 
 
-def repeat(times: int, func: Callable[[], float]) -> list[float]:
-    """Call ``func`` ``times`` times; return what each call measured."""
-    return [func() for _ in range(times)]
-
-
 def sum_check(total: int, expected: int, what: str) -> None:
     """Fail loudly when a run lost, duplicated or mangled values."""
     if total != expected:
         msg = f"{what}: wrong result, got {total}, expected {expected}"
         raise AssertionError(msg)
+
+
+# -------------------------------------------------------------------- processes
+def repo_env() -> dict[str, str]:
+    """This process's environment with the repository first on ``PYTHONPATH``.
+
+    What a child needs to import ``benchmarks`` (and the same ``datagraph``).
+    """
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p
+    )
+    return env
+
+
+def fresh_process(module: str, *args: str) -> dict[str, Any]:
+    """Run ``python -m module *args`` in a fresh process; return its JSON result.
+
+    The result is the JSON object the process prints on its last line; a failed
+    process raises ``RuntimeError`` with the end of what it wrote to stderr.
+    """
+    command = [sys.executable, "-m", module, *args]
+    done = subprocess.run(
+        command, cwd=ROOT, env=repo_env(), capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        msg = f"{' '.join(command)} failed:\n{done.stderr[-3000:]}"
+        raise RuntimeError(msg)
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
 
 
 # ------------------------------------------------------------------------ redis
@@ -158,6 +189,12 @@ def redis_server() -> Iterator[str]:
             process.kill()
             process.wait()
         log.close()
+
+
+def redis_database(url: str, db: int) -> str:
+    """The URL of database ``db`` on the Redis server of ``url``."""
+    base = url.rsplit("/", 1)[0] if url.count("/") > 2 else url
+    return f"{base}/{db}"
 
 
 def url_port(url: str) -> int:

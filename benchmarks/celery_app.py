@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from celery import Celery
 
 from . import etl
+from ._common import redis_database
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -23,8 +24,7 @@ QUEUE = "dgbench"
 
 
 def _urls(url: str) -> tuple[str, str]:
-    base = url.rsplit("/", 1)[0] if url.count("/") > 2 else url
-    return f"{base}/1", f"{base}/2"
+    return redis_database(url, 1), redis_database(url, 2)
 
 
 _broker, _backend = _urls(os.environ.get("DG_BENCH_CELERY_URL", "redis://127.0.0.1"))

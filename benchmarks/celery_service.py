@@ -16,13 +16,13 @@ from celery import Celery
 from datagraph import Settings, Supervisor
 from datagraph.executors.celery import CeleryExecutor
 
-from . import flows  # registers W3's implementations
+from . import flows
+from ._common import redis_database  # registers W3's implementations
 
 
 def broker_url(url: str) -> str:
     """The broker's database on the bench's Redis server."""
-    base = url.rsplit("/", 1)[0] if url.count("/") > 2 else url
-    return f"{base}/4"
+    return redis_database(url, 4)
 
 
 def make_app(url: str) -> Celery:

@@ -28,20 +28,18 @@ import sys
 import tempfile
 import time
 import uuid
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
 
-from ._common import median, redis_server, sum_check
+from ._common import ROOT, median, redis_server, repo_env, sum_check
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
     from datagraph import Supervisor
 
-ROOT = Path(__file__).resolve().parent.parent
 STAGES = ("w3_source", "w3_double", "w3_increment")
 ENGINES = ("celery", "dramatiq")
 #: What each engine's worker prints once it consumes.
@@ -62,13 +60,14 @@ def _command(engine: str, stage: str) -> list[str]:
             "--processes", "1", "--threads", "1", "--queues", queue]  # fmt: skip
 
 
-def _env(redis_url: str, settings: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DATAGRAPH_")}
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p
-    )
+def _env(engine: str, redis_url: str, settings: dict[str, str]) -> dict[str, str]:
+    """A stage worker's environment: ``settings`` its only ``DATAGRAPH_*``."""
+    env = {k: v for k, v in repo_env().items() if not k.startswith("DATAGRAPH_")}
     env["DG_BENCH_REDIS_URL"] = redis_url
     env.update(settings)
+    if engine == "dramatiq":
+        # An idle Dramatiq worker polls Redis at most every 100 ms (1 s by default).
+        env["dramatiq_worker_timeout"] = "100"
     return env
 
 
@@ -136,10 +135,9 @@ def stage_workers(
         settings: ``DATAGRAPH_*`` variables of the workers.
         standby: stages that get a second worker.
     """
-    env = _env(redis_url, {"DATAGRAPH_WORKER_BACKEND": backend, **(settings or {})})
-    if engine == "dramatiq":
-        # An idle Dramatiq worker polls Redis at most every 100 ms (1 s by default).
-        env["dramatiq_worker_timeout"] = "100"
+    env = _env(
+        engine, redis_url, {"DATAGRAPH_WORKER_BACKEND": backend, **(settings or {})}
+    )
     workers: dict[str, list[StageWorker]] = {stage: [] for stage in STAGES}
     try:
         for stage in (*STAGES, *standby):
@@ -185,20 +183,12 @@ async def w3_once(supervisor: Supervisor, n: int) -> tuple[float, float]:
     """
     from datagraph import IOVal
 
-    from .flows import W3
+    from .flows import W3, timed_run
 
-    start = time.perf_counter()
-    run = await supervisor.start_flow(W3, inputs=[IOVal("n", n)])
-    values = run["out"].stream()
-    total = await anext(values)
-    first = time.perf_counter() - start
-    async for value in values:
-        total += value
-    await run.wait()
-    elapsed = time.perf_counter() - start
-    await supervisor.store.delete_run(run.id)
-    sum_check(total, n * n, f"distributed W3 N={n}")
-    return elapsed, first
+    times = await timed_run(
+        supervisor, W3, IOVal("n", n), "out", n * n, f"distributed W3 N={n}"
+    )
+    return times.end, times.first
 
 
 async def w3_times(
@@ -209,13 +199,10 @@ async def w3_times(
     A warm-up run first; then ``runs`` runs of N=``n`` (throughput) and ``runs``
     of N=``first_n`` (time to the first final value).
     """
-    dg = supervisor(engine, redis_url)
-    try:
+    async with supervisor(engine, redis_url) as dg:
         await w3_once(dg, 1000)
         seconds = [(await w3_once(dg, n))[0] for _ in range(runs)]
         firsts = [(await w3_once(dg, first_n))[1] for _ in range(runs)]
-    finally:
-        await dg.aclose()
     return seconds, firsts
 
 
@@ -273,9 +260,7 @@ def recovery_times(
     worker of that stage standing by (the lease: ``RECOVERY_LEASE``).
     """
     lease = {"DATAGRAPH_LEASE": str(RECOVERY_LEASE), "DATAGRAPH_READ_TIMEOUT": "0.2"}
-    env = _env(redis_url, {"DATAGRAPH_WORKER_BACKEND": backend, **lease})
-    if engine == "dramatiq":
-        env["dramatiq_worker_timeout"] = "100"
+    env = _env(engine, redis_url, {"DATAGRAPH_WORKER_BACKEND": backend, **lease})
 
     def spawn() -> StageWorker:
         worker = StageWorker(engine, "w3_double", env)

@@ -18,12 +18,12 @@ from datagraph import Settings, Supervisor
 from datagraph.executors.dramatiq import DramatiqExecutor
 
 from . import flows
+from ._common import redis_database
 
 
 def broker_url(url: str) -> str:
     """The broker's database on the bench's Redis server."""
-    base = url.rsplit("/", 1)[0] if url.count("/") > 2 else url
-    return f"{base}/3"
+    return redis_database(url, 3)
 
 
 def make_broker(url: str) -> RedisBroker:

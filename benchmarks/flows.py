@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import collections
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import anyio
 
@@ -19,7 +19,7 @@ from datagraph import IO, Flow, IOVal, MemoryStore, Processor, Settings, Supervi
 from ._common import MemorySampler, sum_check, url_port
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Callable
 
     from datagraph import Run
 
@@ -76,32 +76,56 @@ W3 = Flow.from_processors(source, double, increment).resolve()
 W3_SINK = Flow.from_processors(source, double, increment, sink).resolve()
 
 
-async def w3_once(
-    supervisor: Supervisor, n: int, *, watch: float | None = None
-) -> tuple[float, float]:
-    """Run W3 once; return (seconds to the last value, seconds to the first one).
+class RunTimes(NamedTuple):
+    """When a timed run reached each point, in seconds from before ``start_flow``."""
 
-    The clock starts before ``start_flow``; the first value's time is counted
-    from when ``start_flow`` returned. With ``watch``, a watcher takes a snapshot
-    of the run every ``watch`` seconds meanwhile, as ``datagraph watch`` does.
+    started: float  # start_flow returned
+    first: float  # the first final value was read
+    end: float  # the last one was read and ``run.wait()`` returned
+
+
+async def timed_run(
+    supervisor: Supervisor,
+    flow: Flow,
+    given: IOVal[Any],
+    output: str,
+    expected: int,
+    what: str,
+    *,
+    each: Callable[[Any], int] | None = None,
+    watch: float | None = None,
+) -> RunTimes:
+    """Run ``flow`` once, streaming ``output`` to its end; return when it got where.
+
+    The values of ``output`` (or ``each(value)`` of each) must sum to ``expected``,
+    or the run fails, naming ``what``. With ``watch``, a watcher takes a snapshot
+    of the run every ``watch`` seconds meanwhile, as ``datagraph watch`` does. The
+    run's keys are deleted afterwards.
     """
     start = time.perf_counter()
-    run = await supervisor.start_flow(W3, inputs=[IOVal("n", n)])
+    run = await supervisor.start_flow(flow, inputs=[given])
     started = time.perf_counter()
     async with anyio.create_task_group() as tg:
         if watch is not None:
             tg.start_soon(_watch, run, watch)
-        values = run["out"].stream()
-        total = await anext(values)
-        first = time.perf_counter() - started
-        async for value in values:
-            total += value
+        values = run[output].stream()
+        # Without ``each``, a plain loop: a call per value would show in W3's rate.
+        if each is None:
+            total = await anext(values)
+            first = time.perf_counter()
+            async for value in values:
+                total += value
+        else:
+            total = each(await anext(values))
+            first = time.perf_counter()
+            async for value in values:
+                total += each(value)
         await run.wait()
         tg.cancel_scope.cancel()
-    elapsed = time.perf_counter() - start
+    end = time.perf_counter()
     await supervisor.store.delete_run(run.id)
-    sum_check(total, n * n, f"W3 N={n}")
-    return elapsed, first
+    sum_check(total, expected, what)
+    return RunTimes(started - start, first - start, end - start)
 
 
 async def _watch(run: Run, interval: float) -> None:
@@ -109,6 +133,20 @@ async def _watch(run: Run, interval: float) -> None:
         snapshot = await run.snapshot()
         assert snapshot.streams
         await anyio.sleep(interval)
+
+
+async def w3_once(
+    supervisor: Supervisor, n: int, *, watch: float | None = None
+) -> tuple[float, float]:
+    """Run W3 once; return (seconds to the last value, seconds to the first one).
+
+    The clock starts before ``start_flow``; the first value's time is counted
+    from when ``start_flow`` returned. ``watch``: see ``timed_run``.
+    """
+    times = await timed_run(
+        supervisor, W3, IOVal("n", n), "out", n * n, f"W3 N={n}", watch=watch
+    )
+    return times.end, times.first - times.started
 
 
 async def w3_times(
@@ -122,14 +160,11 @@ async def w3_times(
     """Time ``runs`` runs of W3 (after a warm-up run) on one store.
 
     Returns the total seconds of each run, or with ``first`` the seconds to the
-    first final value. ``watch``: see ``w3_once``.
+    first final value. ``watch``: see ``timed_run``.
     """
-    supervisor = make_supervisor(redis_url)
-    try:
+    async with make_supervisor(redis_url) as supervisor:
         await w3_once(supervisor, min(n, 1000))  # connect, build call models
         results = [await w3_once(supervisor, n, watch=watch) for _ in range(runs)]
-    finally:
-        await supervisor.aclose()
     return [r[1] if first else r[0] for r in results]
 
 
@@ -140,8 +175,7 @@ async def w3_redis_memory(redis_url: str, n: int) -> tuple[int, float]:
     the run's seconds. The final output is read by the sink, so what the run
     keeps at its end is a single value (the total) and its metadata.
     """
-    supervisor = make_supervisor(redis_url)
-    try:
+    async with make_supervisor(redis_url) as supervisor:
         run = await supervisor.start_flow(W3_SINK, inputs=[IOVal("n", 100)])
         await run.wait()  # warm up: scripts loaded, connections open
         await supervisor.store.delete_run(run.id)
@@ -152,8 +186,6 @@ async def w3_redis_memory(redis_url: str, n: int) -> tuple[int, float]:
             await run.wait()
             elapsed = time.perf_counter() - start
         await supervisor.store.delete_run(run.id)
-    finally:
-        await supervisor.aclose()
     sum_check(total, n * n, f"W3 with sink N={n}")
     return sampler.peak - sampler.before, elapsed
 
@@ -200,9 +232,8 @@ async def latency_run(
     reads the final value. The first ``warmup`` values (processors starting) are
     left out.
     """
-    supervisor = make_supervisor(redis_url)
     latencies: list[float] = []
-    try:
+    async with make_supervisor(redis_url) as supervisor:
         warm = await supervisor.start_flow(LATENCY, inputs=[IOVal("lat_n", [10, 1e4])])
         await warm["lat_out"].collect()
         await supervisor.store.delete_run(warm.id)
@@ -216,8 +247,6 @@ async def latency_run(
                 raise AssertionError(msg)
         await run.wait()
         await supervisor.store.delete_run(run.id)
-    finally:
-        await supervisor.aclose()
     if len(latencies) != count:
         msg = f"latency run: {len(latencies)} values out of {count}"
         raise AssertionError(msg)
@@ -270,9 +299,8 @@ async def scale_out_times(
     once.
     """
     flow = SCALE_FLOWS[instances]
-    supervisor = make_supervisor(redis_url)
     times = []
-    try:
+    async with make_supervisor(redis_url) as supervisor:
         for attempt in range(runs + 1):  # the first is a short warm-up
             count = min(n, 16) if attempt == 0 else n
             processed.clear()
@@ -285,8 +313,6 @@ async def scale_out_times(
             check_exactly_once(out, count)
             if attempt:
                 times.append(elapsed)
-    finally:
-        await supervisor.aclose()
     return times
 
 

@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from ._common import fresh_process
+
 SYSTEMS = ("datagraph-memory", "datagraph-redis", "anyio-streams", "agdf")
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def measure(system: str, n: int, redis_url: str | None) -> dict[str, Any]:
@@ -65,21 +64,10 @@ def peak_rss() -> int:
 
 def probe(system: str, n: int, redis_url: str | None = None) -> dict[str, Any]:
     """Run ``measure`` in a fresh Python process; return what it printed."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p
-    )
-    command = [sys.executable, "-m", "benchmarks.probe", system, str(n)]
-    if redis_url:
-        command.append(redis_url)
     start = time.perf_counter()
-    done = subprocess.run(
-        command, cwd=ROOT, env=env, capture_output=True, text=True, check=False
+    result = fresh_process(
+        "benchmarks.probe", system, str(n), *filter(None, [redis_url])
     )
-    if done.returncode != 0:
-        msg = f"probe {system} N={n} failed:\n{done.stderr[-3000:]}"
-        raise RuntimeError(msg)
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     result["wall"] = time.perf_counter() - start
     return result
 

@@ -1,7 +1,7 @@
 """W3 written in each style users write processors in, and the zip and merge stages.
 
 Every workload here is measured against the bare-value W3 of ``flows`` in the same
-run (``suite.py``, group ``styles``):
+run (``rows/styles.py``, group ``styles``):
 
 - ``bare``: async generators yielding bare values (``flows.W3``, the reference);
 - ``ioval``: the seed's style, ``yield IOVal(name=..., value=...)``;
@@ -28,8 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from datagraph import IO, BlockingIO, Flow, IOVal, Processor, RunFailedError
 
-from ._common import sum_check
-from .flows import W3, make_supervisor
+from .flows import W3, make_supervisor, timed_run
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterator
@@ -116,14 +115,9 @@ zip_b = Processor(name="zip_source_b", inputs=["zip_n"], outputs=["zip_b"])
 zip_join = Processor(name="zip_join", inputs=["zip_a", "zip_b"], outputs=["zip_out"])
 
 
-@zip_a
-async def _zip_a(zip_n: IO[int]) -> AsyncIterator[int]:
-    for i in range(await zip_n.first()):
-        yield i
-
-
 @zip_b
-async def _zip_b(zip_n: IO[int]) -> AsyncIterator[int]:
+@zip_a
+async def _zip_source(zip_n: IO[int]) -> AsyncIterator[int]:
     for i in range(await zip_n.first()):
         yield i
 
@@ -255,18 +249,11 @@ async def style_once(supervisor: Supervisor, style: str, n: int) -> tuple[float,
     read the last final value and ``run.wait()`` returned.
     """
     flow, given, output, expected = STYLES[style]
-    start = time.perf_counter()
-    run = await supervisor.start_flow(flow, inputs=[IOVal(given, n)])
-    values = run[output].stream()
-    total = _total(await anext(values))
-    first = time.perf_counter() - start
-    async for value in values:
-        total += _total(value)
-    await run.wait()
-    elapsed = time.perf_counter() - start
-    await supervisor.store.delete_run(run.id)
-    sum_check(total, expected(n), f"{style} N={n}")
-    return elapsed, first
+    times = await timed_run(
+        supervisor, flow, IOVal(given, n), output, expected(n), f"{style} N={n}",
+        each=_total,
+    )  # fmt: skip
+    return times.end, times.first
 
 
 def _total(value: Any) -> int:
@@ -301,20 +288,17 @@ async def first_times(
     With ``warm`` a short run goes first (connections, call models); without, the
     first timed run is the first run of the process.
     """
-    supervisor = make_supervisor(redis_url)
-    try:
+    async with make_supervisor(redis_url) as supervisor:
         if warm:
             await style_once(supervisor, style, 1000)
         return [await style_first(supervisor, style, n) for _ in range(runs)]
-    finally:
-        await supervisor.aclose()
 
 
 def main(argv: list[str]) -> int:
     """``python -m benchmarks.styles first BACKEND STYLE N [REDIS_URL]``.
 
     Prints the seconds to the first final value of the first run of this fresh
-    process (what ``suite.py`` measures as "first run of a fresh process").
+    process (what ``rows/styles.py`` measures as "first run of a process").
     """
     if len(argv) not in (4, 5) or argv[0] != "first":
         print(main.__doc__, file=sys.stderr)
@@ -344,23 +328,20 @@ async def paired_times(
     their ratio holds better than either figure. CPU is this process's (all its
     threads; not the Redis server's), which other processes disturb less.
     """
-    supervisor = make_supervisor(redis_url)
     pairs: dict[str, tuple[float, float, float, float]] = {}
 
-    async def timed(style: str) -> tuple[float, float]:
+    async def timed(supervisor: Supervisor, style: str) -> tuple[float, float]:
         cpu = time.process_time()
         seconds, _ = await style_once(supervisor, style, n)
         return seconds, time.process_time() - cpu
 
-    try:
+    async with make_supervisor(redis_url) as supervisor:
         for style in ("bare", *styles):  # connect, build call models, threads
             await style_once(supervisor, style, min(n, 1000))
         for style in styles:
-            bare, bare_cpu = await timed("bare")
-            seconds, cpu = await timed(style)
+            bare, bare_cpu = await timed(supervisor, "bare")
+            seconds, cpu = await timed(supervisor, style)
             pairs[style] = (bare, seconds, bare_cpu, cpu)
-    finally:
-        await supervisor.aclose()
     return pairs
 
 
@@ -371,15 +352,12 @@ async def style_times(
 
     Returns the seconds of each style's run (with ``first``: to its first value).
     """
-    supervisor = make_supervisor(redis_url)
     results: dict[str, Any] = {}
-    try:
+    async with make_supervisor(redis_url) as supervisor:
         for style in styles:  # connect, build call models, start worker threads
             await style_once(supervisor, style, min(n, 1000))
         for style in styles:
             results[style] = await style_once(supervisor, style, n)
-    finally:
-        await supervisor.aclose()
     return {style: r[1] if first else r[0] for style, r in results.items()}
 
 

@@ -15,6 +15,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # the benchmarks package lives beside src/
+
+from benchmarks.rows._base import REFERENCE, Target, compared  # noqa: E402
+
 FIELDS = {
     "figure",
     "value",
@@ -108,3 +112,19 @@ def test_the_style_rows_run_on_tiny_n(tmp_path: Path) -> None:
         assert row["ratio"] > 0  # of paired runs: not value / baseline_value
         assert row["target"] == ">= 0.85x"
         assert isinstance(row["passed"], bool)  # met or not: not checked here
+
+
+def test_a_row_meets_its_target_only_within_every_bound() -> None:
+    floor = Target(">= 100/s and >= 2x", min_value=100, min_ratio=2)
+    assert compared("f", 300, "values/s", "b", 100, floor).passed is True
+    assert compared("f", 300, "values/s", "b", 200, floor).passed is False  # 1.5x
+    assert compared("f", 90, "values/s", "b", 10, floor).passed is False  # < 100/s
+    assert compared("f", 300, "values/s", "b", None, floor).passed is False  # no ratio
+    ceiling = Target("<= 1.20x", max_ratio=1.2)
+    assert compared("f", 12, "MB", "b", 10, ceiling).passed is True
+    assert compared("f", 13, "MB", "b", 10, ceiling).passed is False
+    row = compared("f", 4, "ms", "b", 8, REFERENCE)
+    assert (row.ratio, row.target, row.passed) == (0.5, "reference (no target)", None)
+    paired = compared("f", 4, "ms", "b", 8, Target(">= 0.7x", min_ratio=0.7),
+                      given_ratio=0.9)  # fmt: skip
+    assert (paired.ratio, paired.passed) == (0.9, True)

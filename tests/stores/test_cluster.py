@@ -303,9 +303,9 @@ async def _exercise_every_script(
     assert (await store.take(run_id, "s", "g", 2, timeout=0)).stop == 1
     await store.read(run_id, "s", 0, timeout=0, reader="r2")
     await store.trim(run_id, "s", 3)
-    assert await store.end(run_id, "s")
+    assert await store.end_stream(run_id, "s")
     assert await store.reopen(run_id, "s")
-    assert await store.end(run_id, "s", b"boom")
+    assert await store.end_stream(run_id, "s", b"boom")
     await store.state(run_id, "s")
     await store.delete_run(run_id)
     for port in ports:

@@ -239,7 +239,7 @@ async def test_every_key_of_a_run_shares_one_hash_tag(
     store = redis_factory()
     run_id = uuid.uuid4().hex
     await store.append(run_id, "a", 0, 1, b"x")
-    await store.end(run_id, "b", b"failed")
+    await store.end_stream(run_id, "b", b"failed")
     await store.set_fields(run_id, {"plan": b"p"})
     await store.claim(run_id, "c")
 
@@ -262,7 +262,7 @@ async def test_every_write_sets_the_expiry(
     store = redis_factory(retention=60)
     run_id = uuid.uuid4().hex
     await store.append(run_id, "a", 0, 1, b"x")
-    await store.end(run_id, "b")
+    await store.end_stream(run_id, "b")
     await store.set_fields(run_id, {"plan": b"p"})
     await store.claim(run_id, "c")
 
@@ -319,13 +319,13 @@ async def test_one_read_stops_after_8_mib(
     mib = 1024 * 1024
     for i in range(12):
         await store.append("run", "s", i * mib, mib, os.urandom(mib))
-    await store.end("run", "s")
+    await store.end_stream("run", "s")
     batch = await store.read("run", "s", 0, timeout=1)
     assert len(batch.chunks) == 8
-    assert batch.end is None
+    assert batch.final is None
     batch = await store.read("run", "s", 8 * mib, timeout=1)
     assert len(batch.chunks) == 4
-    assert batch.end == StreamState(12 * mib, True)
+    assert batch.final == StreamState(12 * mib, True)
 
 
 async def _wake_latency(
@@ -466,8 +466,8 @@ async def test_reader_beyond_the_end_hears_of_the_end(
         async with anyio.create_task_group() as tg:
             tg.start_soon(reader)
             await wait_all_tasks_blocked()
-            await writer_store.end("run", "s")
-    assert got[0].end == StreamState(2, True)
+            await writer_store.end_stream("run", "s")
+    assert got[0].final == StreamState(2, True)
 
 
 # ------------------------------------------------- cursors, trimming, sharing
@@ -514,7 +514,7 @@ async def test_trim_frees_entries_on_the_server(
     await store.trim("run", "s", 10)
     assert await client.xlen(key) == 0  # every entry goes, the length stays
     assert await other.state("run", "s") == StreamState(10)
-    await store.end("run", "s", b"failed")
+    await store.end_stream("run", "s", b"failed")
     await store.trim("run", "s", 1000)
     assert await client.xlen(key) == 1  # the end marker stays
     assert await other.state("run", "s") == StreamState(10, True, b"failed")

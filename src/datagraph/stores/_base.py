@@ -32,7 +32,7 @@ class Chunk:
     data: bytes
 
     @property
-    def end(self) -> int:
+    def stop(self) -> int:
         """The position just past this chunk's last value."""
         return self.start + self.count
 
@@ -54,8 +54,9 @@ class Batch:
     #: Chunks in order, together covering positions from the one asked for; the first
     #: chunk may start before it (the reader skips what it has seen).
     chunks: Sequence[Chunk]
-    #: Set once the stream has ended and ``chunks`` reach its last value.
-    end: StreamState | None = None
+    #: The stream's final state, set once it has ended and ``chunks`` reach its
+    #: last value.
+    final: StreamState | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -67,8 +68,9 @@ class Share:
     #: Positions ``start`` to ``stop - 1`` of the stream are this member's alone.
     start: int
     stop: int
-    #: Set once the stream has ended and the group has taken every value.
-    end: StreamState | None = None
+    #: The stream's final state, set once it has ended and the group has taken
+    #: every value.
+    final: StreamState | None = None
 
 
 class Store(ABC):
@@ -101,7 +103,9 @@ class Store(ABC):
         """
 
     @abstractmethod
-    async def end(self, run_id: str, stream: str, error: bytes | None = None) -> bool:
+    async def end_stream(
+        self, run_id: str, stream: str, error: bytes | None = None
+    ) -> bool:
         """End a stream after its last value, with a failure when ``error`` is set.
 
         Readers that reach the end stop (or see the failure). Only the first call

@@ -72,28 +72,29 @@ def parse_entries(reply: list[Any], offset: int, run_id: str, stream: str) -> Pa
         CorruptDataError: the first entry is not one Datagraph wrote.
     """
     chunks: list[Chunk] = []
-    end: StreamState | None = None
+    final: StreamState | None = None
     for i in range(offset, len(reply), 3):
         entry_id, raw, data = reply[i], reply[i + 1], reply[i + 2]
         try:
             stop = entry_position(entry_id, run_id, stream)
-            if end is not None:
+            if final is not None:
                 raise _corrupt(run_id, stream, entry_id, "it follows the end marker")
             if isinstance(raw, int) and raw < 0:
                 if raw == FOREIGN:
                     raise foreign_entry(entry_id, data, run_id, stream)
-                if chunks and chunks[-1].end != stop:
+                if chunks and chunks[-1].stop != stop:
                     what = (
-                        f"the stream ends at {stop} after values up to {chunks[-1].end}"
+                        f"the stream ends at {stop} after values up to "
+                        f"{chunks[-1].stop}"
                     )
                     raise _corrupt(run_id, stream, entry_id, what)
-                end = StreamState(stop, True, data if raw == -2 else None)
+                final = StreamState(stop, True, data if raw == -2 else None)
                 continue
             count = _count(raw, stop, run_id, stream, entry_id)
-            if chunks and chunks[-1].end != stop - count:
+            if chunks and chunks[-1].stop != stop - count:
                 what = (
                     f"it holds values {stop - count} to {stop - 1}, but the entry "
-                    f"before ends at {chunks[-1].end}"
+                    f"before ends at {chunks[-1].stop}"
                 )
                 raise _corrupt(run_id, stream, entry_id, what)
         except CorruptDataError:
@@ -103,7 +104,7 @@ def parse_entries(reply: list[Any], offset: int, run_id: str, stream: str) -> Pa
         if isinstance(data, list):  # a large batch: the script names its blob
             return Parsed(Batch(chunks), (stop - count, count, data[0]))
         chunks.append(Chunk(stop - count, count, data))
-    return Parsed(Batch(chunks, end))
+    return Parsed(Batch(chunks, final))
 
 
 def _count(raw: object, stop: int, run_id: str, stream: str, entry_id: bytes) -> int:

@@ -503,7 +503,7 @@ class Scripts:
             return Script(code.replace("$LIB", lib, 1))  # type: ignore[no-untyped-call]
 
         self.append = _script(_APPEND_LUA)
-        self.end = _script(_END_LUA)
+        self.end_stream = _script(_END_LUA)
         self.reopen = _script(_REOPEN_LUA)
         self.read = _script(_READ_LUA)
         self.append_at_end = _script(_APPEND_AT_END_LUA)

@@ -163,8 +163,10 @@ class MemoryStore(Store):
         await anyio.lowlevel.cancel_shielded_checkpoint()  # after waking readers
         return start
 
-    async def end(self, run_id: str, stream: str, error: bytes | None = None) -> bool:
-        """End the stream; see ``Store.end``."""
+    async def end_stream(
+        self, run_id: str, stream: str, error: bytes | None = None
+    ) -> bool:
+        """End the stream; see ``Store.end_stream``."""
         await anyio.lowlevel.checkpoint()
         s = self._stream(run_id, stream)
         if s.ended:
@@ -214,8 +216,8 @@ class MemoryStore(Store):
             await anyio.lowlevel.checkpoint()
         first = bisect.bisect_right(s.ends, position)
         chunks = s.chunks[first:]
-        end = StreamState(s.length, True, s.error) if s.ended else None
-        return Batch(chunks, end)
+        final = StreamState(s.length, True, s.error) if s.ended else None
+        return Batch(chunks, final)
 
     async def take(
         self,
@@ -237,12 +239,12 @@ class MemoryStore(Store):
             if first < len(s.chunks):
                 chunk = s.chunks[first]
                 start = max(cursor, chunk.start)  # positions trimmed away are skipped
-                stop = min(chunk.end, start + max(max_count, 1))
+                stop = min(chunk.stop, start + max(max_count, 1))
                 s.cursors[group] = stop
                 return Share(chunk, start, stop)
             if s.ended:
-                end = StreamState(s.length, True, s.error)
-                return Share(None, cursor, cursor, end)
+                final = StreamState(s.length, True, s.error)
+                return Share(None, cursor, cursor, final)
             remaining = deadline - anyio.current_time()
             if remaining <= 0:
                 return Share(None, cursor, cursor)

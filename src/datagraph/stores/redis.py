@@ -352,9 +352,9 @@ class _Tracked:
 
     def appended(self, chunk: Chunk, moved: Sequence[str]) -> None:
         """Note a batch this loop appended, and the cursors its script moved."""
-        self.length, self.length_version = chunk.end, self.version
+        self.length, self.length_version = chunk.stop, self.version
         for reader in moved:
-            self.cursors[reader] = max(self.cursors.get(reader, 0), chunk.end)
+            self.cursors[reader] = max(self.cursors.get(reader, 0), chunk.stop)
         # Keep it for the readers blocked right now, which take it from here.
         if self.blocked:
             self.chunks = [*self.chunks[1 - _HANDED_CHUNKS :], chunk]
@@ -367,7 +367,7 @@ class _Tracked:
         for chunk in self.chunks:
             if chunk.start == position:
                 found.append(chunk)
-                position = chunk.end
+                position = chunk.stop
         return found
 
     def settled(self, position: int, reader: str | None, now: float) -> bool:
@@ -1150,8 +1150,10 @@ class RedisStore(Store):
             raise StoreError(msg)
         return int(length)
 
-    async def end(self, run_id: str, stream: str, error: bytes | None = None) -> bool:
-        """End the stream; see ``Store.end``.
+    async def end_stream(
+        self, run_id: str, stream: str, error: bytes | None = None
+    ) -> bool:
+        """End the stream; see ``Store.end_stream``.
 
         A retry after a lost answer finds the stream ended and returns False,
         though the first attempt ended it.
@@ -1167,7 +1169,7 @@ class RedisStore(Store):
         ended, _, fresh = await self._call(
             f"end stream {stream!r} of run {run_id}",
             lambda client: client.invoke_script(
-                self._scripts.end,
+                self._scripts.end_stream,
                 keys=[keys.stream, keys.keyset, keys.watchers],
                 args=args,
             ),

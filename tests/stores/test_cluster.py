@@ -22,7 +22,8 @@ from glide import ClusterScanCursor
 
 from datagraph import _keys
 from datagraph.stores import Batch
-from datagraph.stores.redis import RedisStore, _parse_url
+from datagraph.stores._redis_url import parse_url
+from datagraph.stores.redis import RedisStore
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -48,7 +49,7 @@ def test_parse_a_cluster_url(
     user: str | None,
     password: str | None,
 ) -> None:
-    address = _parse_url(url)
+    address = parse_url(url)
     assert address.cluster
     assert list(address.seeds) == seeds
     assert (address.tls, address.username, address.password) == (tls, user, password)
@@ -260,7 +261,7 @@ def _undeclared(lines: list[str]) -> tuple[int, list[str]]:
 async def test_scripts_touch_only_the_keys_they_declare(
     cluster_factory: Callable[..., RedisStore], redis_cluster_url: str
 ) -> None:
-    ports = [port for _, port in _parse_url(redis_cluster_url).seeds]
+    ports = [port for _, port in parse_url(redis_cluster_url).seeds]
     monitors = [_Monitor(port) for port in ports]
     try:
         lines = await _exercise_every_script(cluster_factory, ports, monitors)

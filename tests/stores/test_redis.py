@@ -14,7 +14,8 @@ from anyio import wait_all_tasks_blocked
 
 from datagraph.exceptions import StoreConnectionError, StoreError
 from datagraph.stores import Batch, StreamState
-from datagraph.stores.redis import RedisStore, _parse_url
+from datagraph.stores._redis_url import parse_url
+from datagraph.stores.redis import RedisStore
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -79,7 +80,7 @@ async def redis_factory(
     ],
 )
 def test_parse_url(url: str, expected: tuple[object, ...]) -> None:
-    address = _parse_url(url)
+    address = parse_url(url)
     assert (
         address.host,
         address.port,
@@ -150,7 +151,7 @@ async def test_connection_error_names_the_url_but_not_the_password() -> None:
 
 @pytest.mark.anyio
 async def test_refused_login_is_a_connection_error(redis_url: str) -> None:
-    address = _parse_url(redis_url)
+    address = parse_url(redis_url)
     host = f"[{address.host}]" if ":" in address.host else address.host
     url = f"redis://nobody:hunter2@{host}:{address.port}/{address.db}"
     async with RedisStore(url) as store:

@@ -14,17 +14,14 @@ from typing import Any
 
 from ..exceptions import CorruptDataError
 from ._base import Batch, Chunk, StreamState
+from ._redis_scripts import EntryMark
 
 __all__ = (
-    "FOREIGN",
     "Parsed",
     "entry_position",
     "foreign_entry",
     "parse_entries",
 )
-
-#: The count the read script gives an entry that is not Datagraph's.
-FOREIGN = -9
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -65,8 +62,8 @@ def entry_position(entry_id: bytes, run_id: str, stream: str) -> int:
 def parse_entries(reply: list[Any], offset: int, run_id: str, stream: str) -> Parsed:
     """Turn the read script's flat ``[id, count, data, ...]`` list into a batch.
 
-    The triples start at ``reply[offset]``. The values before a corrupt entry are
-    returned first; a read from there raises.
+    The triples start at ``reply[offset]``; a negative count is an ``EntryMark``.
+    The values before a corrupt entry are returned first; a read from there raises.
 
     Raises:
         CorruptDataError: the first entry is not one Datagraph wrote.
@@ -79,16 +76,18 @@ def parse_entries(reply: list[Any], offset: int, run_id: str, stream: str) -> Pa
             stop = entry_position(entry_id, run_id, stream)
             if final is not None:
                 raise _corrupt(run_id, stream, entry_id, "it follows the end marker")
-            if isinstance(raw, int) and raw < 0:
-                if raw == FOREIGN:
-                    raise foreign_entry(entry_id, data, run_id, stream)
+            if raw == EntryMark.FOREIGN:
+                raise foreign_entry(entry_id, data, run_id, stream)
+            if raw in (EntryMark.END, EntryMark.FAILED_END):
                 if chunks and chunks[-1].stop != stop:
                     what = (
                         f"the stream ends at {stop} after values up to "
                         f"{chunks[-1].stop}"
                     )
                     raise _corrupt(run_id, stream, entry_id, what)
-                final = StreamState(stop, True, data if raw == -2 else None)
+                final = StreamState(
+                    stop, True, data if raw == EntryMark.FAILED_END else None
+                )
                 continue
             count = _count(raw, stop, run_id, stream, entry_id)
             if chunks and chunks[-1].stop != stop - count:

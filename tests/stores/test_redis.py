@@ -12,8 +12,14 @@ import anyio
 import pytest
 from anyio import wait_all_tasks_blocked
 
-from datagraph.exceptions import StoreConnectionError, StoreError
-from datagraph.stores import Batch, StreamState
+from datagraph import Supervisor
+from datagraph.exceptions import (
+    DatagraphError,
+    StoreConfigError,
+    StoreConnectionError,
+    StoreError,
+)
+from datagraph.stores import Batch, StreamState, open_store
 from datagraph.stores._redis_url import parse_url
 from datagraph.stores.redis import RedisStore
 
@@ -95,8 +101,31 @@ def test_parse_url(url: str, expected: tuple[object, ...]) -> None:
     "url", ["http://localhost", "localhost:6379", "redis://h/db0", "redis://h:port/0"]
 )
 def test_invalid_url(url: str) -> None:
-    with pytest.raises(ValueError, match="Redis URL"):
+    with pytest.raises(StoreConfigError, match="Redis URL"):
         RedisStore(url)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda url: Supervisor(redis_config={"url": url}),
+        lambda url: open_store(url),
+        lambda url: RedisStore(url),
+    ],
+    ids=["redis_config", "open_store", "RedisStore"],
+)
+def test_a_url_without_scheme_names_the_accepted_forms(
+    make: Callable[[str], object],
+) -> None:
+    with pytest.raises(StoreConfigError) as excinfo:
+        make("localhost:6379")
+    message = str(excinfo.value)
+    assert "'localhost:6379'" in message
+    assert "did you mean 'redis://localhost:6379'?" in message
+    for form in ("redis://", "rediss://", "redis+cluster://", "rediss+cluster://"):
+        assert form in message
+    assert isinstance(excinfo.value, DatagraphError)
+    assert isinstance(excinfo.value, ValueError)  # as before: callers catching it
 
 
 def test_password_never_shows() -> None:

@@ -99,7 +99,8 @@ class Store(ABC):
             StreamClosedError: the stream has ended and the batch holds new values.
             ValueTooLargeError: ``data`` is larger than the store's
                 ``max_value_size`` (nothing is written).
-            StoreError: ``start`` lies past the stream's end (values would be missing).
+            StoreError: ``start`` lies past the stream's length (values would be
+                missing).
         """
 
     @abstractmethod
@@ -159,7 +160,7 @@ class Store(ABC):
         Returns as soon as there is at least one such value or the stream has ended;
         otherwise waits up to ``timeout`` seconds (0: not at all) and returns an
         empty batch. A store may return fewer chunks than it holds; read again from
-        the end of the last one for the rest. Positions trimmed away are skipped:
+        the ``stop`` of the last one for the rest. Positions trimmed away are skipped:
         the first chunk then starts after ``position``.
 
         With ``reader``, the same call records that reader's cursor: it has

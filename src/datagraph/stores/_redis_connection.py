@@ -176,7 +176,7 @@ class RedisConnection:
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> Self:
-        """Create a store for the server at ``url``; see the class for arguments."""
+        """Create a store for the server at ``url`` (arguments: ``RedisStore``)."""
         return cls(url, **kwargs)
 
     @property
@@ -275,8 +275,8 @@ class RedisConnection:
     ) -> Any:
         """Run ``command(client)``, retrying it until ``store_timeout`` has passed.
 
-        ``command`` must be safe to run twice (see the class). A command carrying
-        more than ``_BULK_BYTES`` runs on a connection of its own. After a retry,
+        ``command`` must be safe to run twice (see ``RedisStore``). A command carrying
+        more than ``BULK_BYTES`` runs on a connection of its own. After a retry,
         the run (``run_id``) is indexed: the attempt that created its first key
         may have lost its answer, which says so.
 

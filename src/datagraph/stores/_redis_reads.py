@@ -40,7 +40,7 @@ class RedisStreamReads(RedisBlobs):
         """Return chunks from ``position`` on, waiting up to ``timeout``.
 
         See ``Store.read``. Returns at most 512 chunks, and stops adding chunks
-        once they hold 8 MiB; read again from the end of the last one for more.
+        once they hold 8 MiB; read again from the ``stop`` of the last one for more.
         An entry over 1 MiB ends the batch and is fetched on a connection of its
         own. The script that reads also records ``reader``'s cursor. A read where
         a batch appended through this store object ended, with nothing changed

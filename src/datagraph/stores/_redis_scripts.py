@@ -1,11 +1,11 @@
 """The Redis store's Lua scripts: every step that must be atomic on the server.
 
-Each script checks and writes in one step however many processes race (see
-``redis.py`` for the design). They touch only the keys they are given, all of one
-run, plus, on a standalone server, the wake streams of other processes (which a
-standalone server allows). The cluster's variant touches only the keys it is
-given, all in the run's slot: it wakes other processes by ``PUBLISH`` on their
-wake channels, which names no key.
+Each script checks and writes in one step however many processes race (the
+design is in ``_redis_writes``, ``_redis_reads`` and ``_redis_sessions``). They
+touch only the keys they are given, all of one run, plus, on a standalone server,
+the wake streams of other processes (which a standalone server allows). The
+cluster's variant touches only the keys it is given, all in the run's slot: it
+wakes other processes by ``PUBLISH`` on their wake channels, which names no key.
 
 The scripts are the ``.lua`` files beside this module (``stores/lua/``, shipped
 as package data); each script runs as ``lib.lua`` followed by its own file. The

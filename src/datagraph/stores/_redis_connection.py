@@ -187,7 +187,6 @@ class RedisConnection:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r}, prefix={self.prefix!r})"
 
-    # -- plumbing ----------------------------------------------------------------
     def _config(
         self,
         name: str,

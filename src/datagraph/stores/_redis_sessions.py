@@ -74,7 +74,6 @@ __all__ = (
     "WATCHED_S",
     "Session",
     "Tracked",
-    "close_quietly",
     "loop_finished",
 )
 
@@ -204,7 +203,8 @@ def _do_nothing() -> None:
     return
 
 
-async def close_quietly(client: Any) -> None:
+async def _close_quietly(client: Any) -> None:
+    """Close a client whose state is unknown; a failure to close changes nothing."""
     with contextlib.suppress(Exception):
         await client.close()
 
@@ -278,7 +278,7 @@ class Session:
                         {self.wake_key.decode()}, timeout_ms=self.store._timeout_ms
                     )
                 except BaseException:
-                    _background.spawn(functools.partial(close_quietly, client))
+                    _background.spawn(functools.partial(_close_quietly, client))
                     raise
                 self.blocker = client
 
@@ -291,7 +291,7 @@ class Session:
         """Stop using a client that glide has closed; the next command reconnects."""
         if self.client is client:
             self.client = None
-        _background.spawn(functools.partial(close_quietly, client))
+        _background.spawn(functools.partial(_close_quietly, client))
 
     @contextlib.asynccontextmanager
     async def bulk_client(self) -> AsyncIterator[Any]:
@@ -304,12 +304,12 @@ class Session:
         except BaseException:
             # Closed, timed out (a late reply may still come) or cancelled: its
             # state is unknown, so it serves no other command.
-            _background.spawn(functools.partial(close_quietly, client))
+            _background.spawn(functools.partial(_close_quietly, client))
             raise
         if len(self.bulk) < _BULK_IDLE and not self.closed:
             self.bulk.append(client)
         else:
-            _background.spawn(functools.partial(close_quietly, client))
+            _background.spawn(functools.partial(_close_quietly, client))
 
     def acknowledge(self, tokens_key: str, token: str) -> None:
         """Note that the answer of the call ``token`` arrived.

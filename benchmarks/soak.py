@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from datagraph import IO, Flow, IOVal, Processor, Settings, Supervisor
-from datagraph.stores._redis_lua import WATCH_TTL_MS
+from datagraph.stores._redis_scripts import WATCH_TTL_MS
 
 from ._common import RespConnection, redis_server, url_port
 

@@ -158,8 +158,8 @@ async def test_intermediate_streams_are_trimmed_and_outputs_kept(
         await run.wait()
         held = await store.read(run.id, "fc_numbers", 0, timeout=0)
         assert held.chunks[0].start > 0  # read by every reader, then freed
-        assert held.end is not None
-        assert held.end.length == 3_000  # trimming frees memory, not positions
+        assert held.final is not None
+        assert held.final.length == 3_000  # trimming frees memory, not positions
         assert await run["fc_doubled"].collect() == [2 * i for i in range(3_000)]
 
 

@@ -90,7 +90,7 @@ async def test_entries_read_as_what_they_hold_or_a_datagraph_error(
                 honest = False
             else:
                 expected += held
-        await store.end(run.id, "fze_out")
+        await store.end_stream(run.id, "fze_out")
         try:
             got = await run["fze_out"].collect()
         except DatagraphError:

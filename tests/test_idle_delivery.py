@@ -119,7 +119,7 @@ async def test_a_reader_is_only_handed_the_values_from_its_position(
             await wait_all_tasks_blocked()
             assert got == []
             await store.append(run_id, "s", 3, 2, b"de")
-    assert [c for c in got[0].chunks if c.end > 3] == [Chunk(3, 2, b"de")]
+    assert [c for c in got[0].chunks if c.stop > 3] == [Chunk(3, 2, b"de")]
     # At the read's position, or past the batch a store handed to it directly.
     assert await store.cursors(run_id, "s") in ({"r": 3}, {"r": 5})
 

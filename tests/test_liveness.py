@@ -119,7 +119,7 @@ async def test_a_killed_job_is_taken_over_and_the_output_is_exact(
 
             async def freed() -> bool:
                 batch = await supervisor.store.read(run.id, "lv_numbers", 0, timeout=0)
-                return not batch.chunks and batch.end is not None
+                return not batch.chunks and batch.final is not None
 
             await _until(freed, "the consumed stream is freed")
     finally:

@@ -278,7 +278,7 @@ async def rewrite(
     for stream, written in streams.items():
         for start, count, data in written:
             await store.append(run_id, stream, start, count, data)
-        await store.end(run_id, stream)
+        await store.end_stream(run_id, stream)
 
 
 async def test_a_pickle_entry_replayed_from_another_run_is_rejected(

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from _redis_servers import RedisServer
-from datagraph.stores._redis_lua import WATCH_TTL_MS
+from datagraph.stores._redis_scripts import WATCH_TTL_MS
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the benchmarks package lives beside src/

@@ -52,7 +52,7 @@ def failure_from_exception(processor: str, exc: BaseException) -> Failure:
 
 
 def encode_failure(failure: Failure) -> bytes:
-    """Encode a failure for ``Store.end``."""
+    """Encode a failure for ``Store.end_stream``."""
     return _encoder.encode(failure)
 
 

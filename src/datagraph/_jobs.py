@@ -159,7 +159,7 @@ async def record_end(
     problems: list[StoreError] = []
     for stream in (*processor.outputs, done_stream(processor.name)):
         try:
-            await store.end(run_id, stream, error)
+            await store.end_stream(run_id, stream, error)
         except StoreError as exc:
             problems.append(exc)
     if problems:

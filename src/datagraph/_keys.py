@@ -6,6 +6,11 @@ run lives in one slot and the store's Lua scripts may touch several of its keys:
     <prefix>:{<run>}:s:<stream>   Redis Stream of a value stream (one entry per batch)
     <prefix>:{<run>}:c:<stream>   hash of a stream's cursors (reader or group: position)
     <prefix>:{<run>}:w:<stream>   hash of the wake streams of readers blocked on it
+                                  (expires on its own; not in the run's key set)
+    <prefix>:{<run>}:t:<stream>   hash of the call tokens of append_at_end and take
+    <prefix>:{<run>}:b:<stream>   sorted set of the stream's blobs, by the position
+                                  their batch ends at
+    <prefix>:{<run>}:v:<stream>:<token>  a blob: the data of one large batch
     <prefix>:{<run>}:meta         hash of the run's metadata fields
     <prefix>:{<run>}:claims       hash of one-shot claims (HSETNX)
     <prefix>:{<run>}:keys         set of the run's keys above, for delete_run
@@ -18,7 +23,13 @@ run lives in one slot and the store's Lua scripts may touch several of its keys:
 
 from __future__ import annotations
 
+import dataclasses
+import uuid
+
 __all__ = (
+    "StreamKeys",
+    "blob_prefix",
+    "blobs_key",
     "check_prefix",
     "claims_key",
     "cursors_key",
@@ -27,7 +38,10 @@ __all__ = (
     "run_tag",
     "runs_key",
     "stream_key",
+    "stream_keys",
+    "tokens_key",
     "wake_key",
+    "watchers_key",
 )
 
 
@@ -88,3 +102,66 @@ def runs_key(prefix: str) -> str:
 def wake_key(prefix: str, token: str) -> str:
     """Return the key that a process writes to interrupt its own blocked XREAD."""
     return f"{prefix}:wake:{token}"
+
+
+def watchers_key(prefix: str, run_id: str, stream: str) -> str:
+    """Return the key of the hash of processes waiting for a stream to change.
+
+    Fields are wake stream keys, values the server time (ms) a registration ends.
+    It expires on its own shortly after the last registration, so it is not in the
+    run's key set (a blocked read must not index a run that does not exist yet).
+    """
+    return f"{run_tag(prefix, run_id)}:w:{stream}"
+
+
+def tokens_key(prefix: str, run_id: str, stream: str) -> str:
+    """Return the key of the hash of a stream's call tokens.
+
+    ``append_at_end`` and ``take`` record what each call did under a token of the
+    call until the caller has the answer, so a call retried after a lost answer
+    is answered the same. In the run's key set.
+    """
+    return f"{run_tag(prefix, run_id)}:t:{stream}"
+
+
+def blobs_key(prefix: str, run_id: str, stream: str) -> str:
+    """Return the key of the sorted set of a stream's blobs (by batch end)."""
+    return f"{run_tag(prefix, run_id)}:b:{stream}"
+
+
+def blob_prefix(prefix: str, run_id: str, stream: str) -> str:
+    """Return the start of the keys of a stream's blobs (a token follows)."""
+    return f"{run_tag(prefix, run_id)}:v:{stream}:"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StreamKeys:
+    """The keys a value stream's commands use, worked out once per stream."""
+
+    stream: str
+    tracked: bytes  # the stream's key as a session tracks it
+    keyset: str
+    cursors: str
+    watchers: str
+    tokens: str
+    blobs: str
+    blob_prefix: str
+
+    def blob(self) -> str:
+        """Return a new key for the data of one large batch."""
+        return self.blob_prefix + uuid.uuid4().hex
+
+
+def stream_keys(prefix: str, run_id: str, stream: str) -> StreamKeys:
+    """Return every key of a value stream and the run's key set."""
+    key = stream_key(prefix, run_id, stream)
+    return StreamKeys(
+        stream=key,
+        tracked=key.encode(),
+        keyset=keys_key(prefix, run_id),
+        cursors=cursors_key(prefix, run_id, stream),
+        watchers=watchers_key(prefix, run_id, stream),
+        tokens=tokens_key(prefix, run_id, stream),
+        blobs=blobs_key(prefix, run_id, stream),
+        blob_prefix=blob_prefix(prefix, run_id, stream),
+    )

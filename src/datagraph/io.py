@@ -145,7 +145,7 @@ class IO(Generic[T]):
     def _corrupt(self, chunk: Chunk, what: str) -> CorruptDataError:
         msg = (
             f"the entry of stream {self.name!r} of run {self._ctx.run_id} holding "
-            f"values {chunk.start} to {chunk.end - 1} ({chunk.count} values) is "
+            f"values {chunk.start} to {chunk.stop - 1} ({chunk.count} values) is "
             f"corrupt: {what}"
         )
         return CorruptDataError(msg, run_id=self._ctx.run_id, stream=self.name)
@@ -184,7 +184,7 @@ class IO(Generic[T]):
                 reader=self._reader,
             )
             for chunk in batch.chunks:
-                if chunk.end <= position:
+                if chunk.stop <= position:
                     continue
                 if chunk.start > position:
                     msg = (
@@ -196,18 +196,18 @@ class IO(Generic[T]):
                 values = self._decode(chunk)
                 if chunk.start < position:  # resumed in the middle of a batch
                     values = values[position - chunk.start :]
-                position = chunk.end
+                position = chunk.stop
                 self.consumed += len(values)
                 yield values
-            end = batch.end
-            if end is not None and position >= end.length:
+            final = batch.final
+            if final is not None and position >= final.length:
                 if self._reader is not None and batch.chunks:
                     # Record that this reader consumed the last values too.
                     await ctx.store.read(
                         ctx.run_id, self.name, position, timeout=0, reader=self._reader
                     )
-                if end.error is not None:
-                    raise self._failure(end.error)
+                if final.error is not None:
+                    raise self._failure(final.error)
                 return
             if not batch.chunks:
                 await ctx.check_producer(self.name)
@@ -229,9 +229,9 @@ class IO(Generic[T]):
                 offset = share.chunk.start
                 self.consumed += share.stop - share.start
                 yield values[share.start - offset : share.stop - offset]
-            elif share.end is not None:
-                if share.end.error is not None:
-                    raise self._failure(share.end.error)
+            elif share.final is not None:
+                if share.final.error is not None:
+                    raise self._failure(share.final.error)
                 return
             else:
                 await ctx.check_producer(self.name)

@@ -237,7 +237,7 @@ class Run(dict[str, IO[Any]]):
         )
         error = encode_failure(failure)
         for stream in self.plan.streams:
-            await ctx.store.end(self.id, stream, error)
+            await ctx.store.end_stream(self.id, stream, error)
         states = await self.states()
         for proc in self.plan.processors:
             state = states[proc.name]
@@ -251,7 +251,7 @@ class Run(dict[str, IO[Any]]):
                 await ctx.store.set_fields(
                     self.id, {state_field(proc.name): _plan.encode(cancelled)}
                 )
-                await ctx.store.end(self.id, done_stream(proc.name), error)
+                await ctx.store.end_stream(self.id, done_stream(proc.name), error)
 
     async def resume(self) -> list[str]:
         """Run again the processors that failed, were lost or were cancelled.

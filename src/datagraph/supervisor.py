@@ -292,7 +292,7 @@ class Supervisor:
         )
         for name, (count, data) in encoded.items():
             await self.store.append(run_id, name, 0, count, data)
-            await self.store.end(run_id, name)
+            await self.store.end_stream(run_id, name)
         for job in streaming:
             await self.executor.dispatch(run_id, job)
         for proc in plan.processors:

@@ -22,7 +22,8 @@ from glide import ClusterScanCursor
 
 from datagraph import _keys
 from datagraph.stores import Batch
-from datagraph.stores.redis import RedisStore, _parse_url
+from datagraph.stores._redis_url import parse_url
+from datagraph.stores.redis import RedisStore
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -48,7 +49,7 @@ def test_parse_a_cluster_url(
     user: str | None,
     password: str | None,
 ) -> None:
-    address = _parse_url(url)
+    address = parse_url(url)
     assert address.cluster
     assert list(address.seeds) == seeds
     assert (address.tls, address.username, address.password) == (tls, user, password)
@@ -260,7 +261,7 @@ def _undeclared(lines: list[str]) -> tuple[int, list[str]]:
 async def test_scripts_touch_only_the_keys_they_declare(
     cluster_factory: Callable[..., RedisStore], redis_cluster_url: str
 ) -> None:
-    ports = [port for _, port in _parse_url(redis_cluster_url).seeds]
+    ports = [port for _, port in parse_url(redis_cluster_url).seeds]
     monitors = [_Monitor(port) for port in ports]
     try:
         lines = await _exercise_every_script(cluster_factory, ports, monitors)
@@ -303,9 +304,9 @@ async def _exercise_every_script(
     assert (await store.take(run_id, "s", "g", 2, timeout=0)).stop == 1
     await store.read(run_id, "s", 0, timeout=0, reader="r2")
     await store.trim(run_id, "s", 3)
-    assert await store.end(run_id, "s")
+    assert await store.end_stream(run_id, "s")
     assert await store.reopen(run_id, "s")
-    assert await store.end(run_id, "s", b"boom")
+    assert await store.end_stream(run_id, "s", b"boom")
     await store.state(run_id, "s")
     await store.delete_run(run_id)
     for port in ports:

@@ -49,7 +49,7 @@ def joined(chunks: Sequence[Chunk], position: int = 0) -> bytes:
         assert len(chunk.data) == chunk.count
         if expected is not None:
             assert chunk.start == expected, "chunks must be contiguous and in order"
-        expected = chunk.end
+        expected = chunk.stop
         out += chunk.data[max(position - chunk.start, 0) :]
     return out
 
@@ -60,12 +60,12 @@ async def read_all(store: Store, run_id: str, stream: str, timeout: float = 5) -
     position = 0
     while True:
         batch = await store.read(run_id, stream, position, timeout=timeout)
-        assert batch.chunks or batch.end, "read timed out before the stream ended"
+        assert batch.chunks or batch.final, "read timed out before the stream ended"
         chunks += batch.chunks
         if batch.chunks:
-            position = batch.chunks[-1].end
-        if batch.end is not None:
-            return Batch(chunks, batch.end)
+            position = batch.chunks[-1].stop
+        if batch.final is not None:
+            return Batch(chunks, batch.final)
 
 
 # -------------------------------------------------------------------- appending
@@ -77,7 +77,7 @@ async def test_append_then_read_in_order(store: Store, run_id: str) -> None:
     batch = await store.read(run_id, "s", 0, timeout=1)
     assert [(c.start, c.count) for c in batch.chunks] == [(0, 2), (2, 1), (3, 3)]
     assert joined(batch.chunks) == values(0, 1, 2, 3, 4, 5)
-    assert batch.end is None
+    assert batch.final is None
     assert await store.state(run_id, "s") == StreamState(6, ended=False, error=None)
 
 
@@ -87,7 +87,7 @@ async def test_read_from_a_position_inside_a_chunk(store: Store, run_id: str) ->
 
     batch = await store.read(run_id, "s", 4, timeout=1)
     # The first chunk may start before the position; the reader skips the rest.
-    assert batch.chunks[0].start <= 4 < batch.chunks[0].end
+    assert batch.chunks[0].start <= 4 < batch.chunks[0].stop
     assert joined(batch.chunks, 4) == values(4, 5)
     batch = await store.read(run_id, "s", 3, timeout=1)
     assert joined(batch.chunks, 3) == values(3, 4, 5)
@@ -170,17 +170,17 @@ async def test_end_is_idempotent_and_the_first_call_wins(
 ) -> None:
     await store.append(run_id, "s", 0, 1, values(0))
 
-    assert await store.end(run_id, "s", b"first failure") is True
-    assert await store.end(run_id, "s", b"second failure") is False
-    assert await store.end(run_id, "s") is False
+    assert await store.end_stream(run_id, "s", b"first failure") is True
+    assert await store.end_stream(run_id, "s", b"second failure") is False
+    assert await store.end_stream(run_id, "s") is False
     assert await store.state(run_id, "s") == StreamState(1, True, b"first failure")
     batch = await store.read(run_id, "s", 0, timeout=1)
-    assert batch.end == StreamState(1, True, b"first failure")
+    assert batch.final == StreamState(1, True, b"first failure")
 
 
 async def test_end_without_error(store: Store, run_id: str) -> None:
-    assert await store.end(run_id, "s") is True
-    assert await store.end(run_id, "s", b"too late") is False
+    assert await store.end_stream(run_id, "s") is True
+    assert await store.end_stream(run_id, "s", b"too late") is False
     assert await store.state(run_id, "s") == StreamState(0, True, None)
 
 
@@ -191,18 +191,18 @@ async def test_error_bytes_are_preserved(
     store: Store, run_id: str, error: bytes
 ) -> None:
     await store.append(run_id, "s", 0, 2, values(0, 1))
-    await store.end(run_id, "s", error)
+    await store.end_stream(run_id, "s", error)
 
     state = await store.state(run_id, "s")
     assert state == StreamState(2, True, error)
     assert state.error is not None
     batch = await store.read(run_id, "s", 2, timeout=1)
-    assert batch.end == StreamState(2, True, error)
+    assert batch.final == StreamState(2, True, error)
 
 
 async def test_append_after_end_raises_stream_closed(store: Store, run_id: str) -> None:
     await store.append(run_id, "s", 0, 2, values(0, 1))
-    await store.end(run_id, "s")
+    await store.end_stream(run_id, "s")
 
     with pytest.raises(StreamClosedError) as info:
         await store.append(run_id, "s", 2, 1, values(2))
@@ -215,7 +215,7 @@ async def test_re_append_of_held_values_after_end_is_a_no_op(
 ) -> None:
     await store.append(run_id, "s", 0, 2, values(0, 1))
     await store.append(run_id, "s", 2, 1, values(2))
-    await store.end(run_id, "s")
+    await store.end_stream(run_id, "s")
 
     # A re-run of the producer writes its values again: nothing new, no error.
     assert await store.append(run_id, "s", 0, 2, values(0, 1)) == 3
@@ -227,7 +227,7 @@ async def test_partial_overlap_after_end_raises_stream_closed(
 ) -> None:
     # "the stream has ended and the batch holds new values": value 3 is new.
     await store.append(run_id, "s", 0, 3, values(0, 1, 2))
-    await store.end(run_id, "s")
+    await store.end_stream(run_id, "s")
 
     with pytest.raises(StreamClosedError):
         await store.append(run_id, "s", 2, 2, values(2, 3))
@@ -241,7 +241,7 @@ async def test_read_of_an_unknown_stream_times_out_empty(
     batch = await store.read(run_id, "nothing", 0, timeout=0.2)
     elapsed = anyio.current_time() - started
     assert list(batch.chunks) == []
-    assert batch.end is None
+    assert batch.final is None
     assert 0.15 <= elapsed < 5
 
 
@@ -250,7 +250,7 @@ async def test_read_past_the_values_times_out_empty(store: Store, run_id: str) -
     started = anyio.current_time()
     batch = await store.read(run_id, "s", 2, timeout=0.2)
     assert list(batch.chunks) == []
-    assert batch.end is None
+    assert batch.final is None
     assert anyio.current_time() - started >= 0.15
 
 
@@ -322,32 +322,32 @@ async def test_end_wakes_a_blocked_reader(store: Store, run_id: str) -> None:
         async with anyio.create_task_group() as tg:
             tg.start_soon(reader)
             await wait_all_tasks_blocked()
-            await store.end(run_id, "s", b"it failed")
+            await store.end_stream(run_id, "s", b"it failed")
     assert list(results[0].chunks) == []
-    assert results[0].end == StreamState(2, True, b"it failed")
+    assert results[0].final == StreamState(2, True, b"it failed")
 
 
 async def test_end_is_visible_to_readers(store: Store, run_id: str) -> None:
     await store.append(run_id, "s", 0, 2, values(0, 1))
     await store.append(run_id, "s", 2, 1, values(2))
-    await store.end(run_id, "s")
+    await store.end_stream(run_id, "s")
 
     batch = await store.read(run_id, "s", 0, timeout=1)
     assert joined(batch.chunks) == values(0, 1, 2)
-    assert batch.end == StreamState(3, True, None)
+    assert batch.final == StreamState(3, True, None)
     # A reader that has seen every value hears of the end at once.
     with anyio.fail_after(2):
         batch = await store.read(run_id, "s", 3, timeout=30)
     assert list(batch.chunks) == []
-    assert batch.end == StreamState(3, True, None)
+    assert batch.final == StreamState(3, True, None)
 
 
 async def test_end_of_an_empty_stream(store: Store, run_id: str) -> None:
-    await store.end(run_id, "s")
+    await store.end_stream(run_id, "s")
     with anyio.fail_after(2):
         batch = await store.read(run_id, "s", 0, timeout=30)
     assert list(batch.chunks) == []
-    assert batch.end == StreamState(0, True, None)
+    assert batch.final == StreamState(0, True, None)
 
 
 async def test_many_concurrent_readers_all_see_everything(
@@ -360,7 +360,7 @@ async def test_many_concurrent_readers_all_see_everything(
     async def reader() -> None:
         await ready.wait()
         batch = await read_all(store, run_id, "s", timeout=30)
-        assert batch.end == StreamState(n_batches * 2, True, None)
+        assert batch.final == StreamState(n_batches * 2, True, None)
         seen.append(joined(batch.chunks))
 
     async def producer() -> None:
@@ -368,7 +368,7 @@ async def test_many_concurrent_readers_all_see_everything(
         for i in range(n_batches):
             await store.append(run_id, "s", 2 * i, 2, bytes([i, i]))
             await checkpoint()  # let readers catch up and block again
-        await store.end(run_id, "s")
+        await store.end_stream(run_id, "s")
 
     with anyio.fail_after(30):
         async with anyio.create_task_group() as tg:
@@ -396,7 +396,7 @@ async def test_readers_of_many_streams_each_get_their_own(
             await wait_all_tasks_blocked()
             for i in reversed(range(n_streams)):
                 await store.append(run_id, f"s{i}", 0, 1, values(i))
-                await store.end(run_id, f"s{i}")
+                await store.end_stream(run_id, f"s{i}")
     assert got == {f"s{i}": values(i) for i in range(n_streams)}
 
 
@@ -409,17 +409,17 @@ async def test_read_returns_many_chunks_per_call(store: Store, run_id: str) -> N
     while position < 300:
         batch = await store.read(run_id, "s", position, timeout=1)
         data += joined(batch.chunks, position)
-        position = batch.chunks[-1].end
+        position = batch.chunks[-1].stop
     assert data == bytes(i % 256 for i in range(300))
 
 
 async def test_large_batch(store: Store, run_id: str) -> None:
     data = os.urandom(1024 * 1024)
     assert await store.append(run_id, "big", 0, len(data), data) == len(data)
-    await store.end(run_id, "big")
+    await store.end_stream(run_id, "big")
     batch = await read_all(store, run_id, "big")
     assert joined(batch.chunks) == data
-    assert batch.end == StreamState(len(data), True)
+    assert batch.final == StreamState(len(data), True)
 
 
 async def test_streams_and_runs_are_independent(store: Store) -> None:
@@ -427,7 +427,7 @@ async def test_streams_and_runs_are_independent(store: Store) -> None:
     await store.append(run_a, "s", 0, 1, b"a")
     await store.append(run_b, "s", 0, 2, b"bb")
     await store.append(run_a, "t", 0, 3, b"ttt")
-    await store.end(run_a, "s")
+    await store.end_stream(run_a, "s")
 
     assert await store.state(run_a, "s") == StreamState(1, True)
     assert await store.state(run_b, "s") == StreamState(2, False)
@@ -480,13 +480,13 @@ async def test_cursors_of_two_readers(
     other = store_factory()  # a reader in another process
     for i in range(0, 6, 2):
         await store.append(run_id, "s", i, 2, values(i, i + 1))
-    await store.end(run_id, "s")
+    await store.end_stream(run_id, "s")
 
     async def consume(reader: Store, name: str, stop: int) -> None:
         position = 0
         while position < stop:
             batch = await reader.read(run_id, "s", position, timeout=1, reader=name)
-            position = batch.chunks[0].end  # one chunk at a time
+            position = batch.chunks[0].stop  # one chunk at a time
         await reader.read(run_id, "s", position, timeout=1, reader=name)
 
     try:
@@ -568,7 +568,7 @@ async def test_trim_of_every_chunk_keeps_the_length(store: Store, run_id: str) -
     started = anyio.current_time()
     batch = await store.read(run_id, "s", 0, timeout=0.2)
     assert list(batch.chunks) == []
-    assert batch.end is None
+    assert batch.final is None
     assert anyio.current_time() - started >= 0.15
 
     assert await store.append(run_id, "s", 1, 3, values(1, 2, 3)) == 4  # a re-run
@@ -582,7 +582,7 @@ async def test_trim_of_every_chunk_keeps_the_length(store: Store, run_id: str) -
     assert await store.state(run_id, "s") == StreamState(5)
     assert await store.append_at_end(run_id, "s", 1, values(5)) == 5
     await store.trim(run_id, "s", 6)
-    assert await store.end(run_id, "s") is True
+    assert await store.end_stream(run_id, "s") is True
     assert await store.state(run_id, "s") == StreamState(6, True)
     with anyio.fail_after(2):
         batch = await store.read(run_id, "s", 0, timeout=30)
@@ -591,7 +591,7 @@ async def test_trim_of_every_chunk_keeps_the_length(store: Store, run_id: str) -
 
 async def test_trim_keeps_the_end(store: Store, run_id: str) -> None:
     await store.append(run_id, "s", 0, 3, values(0, 1, 2))
-    await store.end(run_id, "s", b"it failed")
+    await store.end_stream(run_id, "s", b"it failed")
 
     await store.trim(run_id, "s", 3)
     await store.trim(run_id, "s", 10)
@@ -599,11 +599,11 @@ async def test_trim_keeps_the_end(store: Store, run_id: str) -> None:
     with anyio.fail_after(2):
         batch = await store.read(run_id, "s", 0, timeout=30)
     assert list(batch.chunks) == []
-    assert batch.end == StreamState(3, True, b"it failed")
+    assert batch.final == StreamState(3, True, b"it failed")
     assert await store.append(run_id, "s", 0, 3, values(0, 1, 2)) == 3
     with pytest.raises(StreamClosedError):
         await store.append(run_id, "s", 3, 1, values(3))
-    assert await store.end(run_id, "s", b"later") is False
+    assert await store.end_stream(run_id, "s", b"later") is False
     assert await store.state(run_id, "s") == StreamState(3, True, b"it failed")
 
 
@@ -633,7 +633,7 @@ async def test_append_at_end_returns_the_start(store: Store, run_id: str) -> Non
 
 async def test_append_at_end_after_end_raises(store: Store, run_id: str) -> None:
     await store.append_at_end(run_id, "s", 2, values(0, 1))
-    await store.end(run_id, "s")
+    await store.end_stream(run_id, "s")
     with pytest.raises(StreamClosedError) as info:
         await store.append_at_end(run_id, "s", 1, values(2))
     assert run_id in str(info.value)
@@ -688,7 +688,7 @@ async def test_concurrent_append_at_end_gives_each_batch_its_own_positions(
                 async with anyio.create_task_group() as writers:
                     for number, producer in enumerate(producers):
                         writers.start_soon(produce, producer, number)
-                await store.end(run_id, "s")
+                await store.end_stream(run_id, "s")
     finally:
         for producer in producers:
             if producer is not store:
@@ -700,7 +700,7 @@ async def test_concurrent_append_at_end_gives_each_batch_its_own_positions(
         start + count for start, count, _ in spans[:-1]
     ], "batches must be contiguous and must not overlap"
     assert spans[-1][0] + spans[-1][1] == total
-    assert seen[0].end == StreamState(total, True)
+    assert seen[0].final == StreamState(total, True)
     assert joined(seen[0].chunks) == b"".join(bytes([n]) * c for _, c, n in spans)
 
 
@@ -728,7 +728,7 @@ async def test_take_returns_the_end_once_the_group_took_everything(
     store: Store, run_id: str
 ) -> None:
     await store.append(run_id, "s", 0, 2, values(0, 1))
-    await store.end(run_id, "s", b"it failed")
+    await store.end_stream(run_id, "s", b"it failed")
 
     share = await store.take(run_id, "s", "g", 5, timeout=1)
     assert (share.start, share.stop) == (0, 2)
@@ -737,7 +737,7 @@ async def test_take_returns_the_end_once_the_group_took_everything(
         assert share == Share(None, 2, 2, StreamState(2, True, b"it failed"))
         share = await store.take(run_id, "s", "g", 5, timeout=30)
         assert share == Share(None, 2, 2, StreamState(2, True, b"it failed"))
-        await store.end(run_id, "empty")
+        await store.end_stream(run_id, "empty")
         share = await store.take(run_id, "empty", "g", 5, timeout=30)
         assert share == Share(None, 0, 0, StreamState(0, True))
 
@@ -767,7 +767,7 @@ async def test_take_waits_then_wakes_on_append_and_end(
                 tg.start_soon(member)
                 await wait_all_tasks_blocked()
                 assert len(shares) == 1
-                await writer.end(run_id, "s")
+                await writer.end_stream(run_id, "s")
             assert shares[1] == Share(None, 2, 2, StreamState(2, True))
     finally:
         if writer is not store:
@@ -781,14 +781,14 @@ async def _take_all(
     taken: list[int] = []
     while True:
         share = await member.take(run_id, "s", group, max_count, timeout=30)
-        if share.end is not None:
+        if share.final is not None:
             assert share.chunk is None
-            assert share.start == share.stop == share.end.length
+            assert share.start == share.stop == share.final.length
             return taken
         chunk = share.chunk
         assert chunk is not None, "take timed out before the stream ended"
         assert 1 <= share.stop - share.start <= max_count
-        assert chunk.start <= share.start < share.stop <= chunk.end
+        assert chunk.start <= share.start < share.stop <= chunk.stop
         for position in range(share.start, share.stop):
             assert chunk.data[position - chunk.start] == position % 256
         taken += range(share.start, share.stop)
@@ -816,7 +816,7 @@ async def _produce_with(producer: Store, run_id: str, n_batches: int) -> int:
             await producer.append(run_id, "s", position, count, data)
         position += count
         await checkpoint()  # let members catch up and block again
-    await producer.end(run_id, "s")
+    await producer.end_stream(run_id, "s")
     return position
 
 
@@ -870,8 +870,8 @@ async def test_each_group_sees_every_value(
         while True:
             batch = await store.read(run_id, "s", position, timeout=30, reader="r")
             if batch.chunks:
-                position = batch.chunks[-1].end
-            if batch.end is not None:
+                position = batch.chunks[-1].stop
+            if batch.final is not None:
                 await store.read(run_id, "s", position, timeout=0, reader="r")
                 return
 
@@ -1000,7 +1000,7 @@ async def test_delete_run_of_an_unknown_run(store: Store) -> None:
 
 async def test_a_deleted_run_starts_afresh(store: Store, run_id: str) -> None:
     await store.append(run_id, "s", 0, 2, b"ab")
-    await store.end(run_id, "s")
+    await store.end_stream(run_id, "s")
     await store.delete_run(run_id)
 
     assert await store.append(run_id, "s", 0, 1, b"c") == 1
@@ -1013,7 +1013,7 @@ async def test_reopen_takes_back_the_end_and_its_failure(
     store: Store, run_id: str
 ) -> None:
     await store.append(run_id, "s", 0, 2, values(0, 1))
-    await store.end(run_id, "s", b"boom")
+    await store.end_stream(run_id, "s", b"boom")
 
     assert await store.reopen(run_id, "s") is True
     assert await store.state(run_id, "s") == StreamState(2, False, None)
@@ -1022,23 +1022,23 @@ async def test_reopen_takes_back_the_end_and_its_failure(
 
 async def test_a_reopened_stream_goes_on_by_position(store: Store, run_id: str) -> None:
     await store.append(run_id, "s", 0, 2, values(0, 1))
-    await store.end(run_id, "s", b"boom")
+    await store.end_stream(run_id, "s", b"boom")
     await store.reopen(run_id, "s")
 
     # A re-run writes from 0 again: what the stream holds is kept, not doubled.
     assert await store.append(run_id, "s", 0, 2, values(0, 1)) == 2
     assert await store.append(run_id, "s", 2, 2, values(2, 3)) == 4
-    await store.end(run_id, "s")
+    await store.end_stream(run_id, "s")
     batch = await read_all(store, run_id, "s")
     assert b"".join(c.data for c in batch.chunks) == values(0, 1, 2, 3)
-    assert batch.end == StreamState(4, True, None)
+    assert batch.final == StreamState(4, True, None)
 
 
 async def test_reopen_of_a_stream_trimmed_empty_keeps_its_length(
     store: Store, run_id: str
 ) -> None:
     await store.append(run_id, "s", 0, 3, values(0, 1, 2))
-    await store.end(run_id, "s", b"boom")
+    await store.end_stream(run_id, "s", b"boom")
     await store.trim(run_id, "s", 3)
     await store.reopen(run_id, "s")
 
@@ -1050,7 +1050,7 @@ async def test_a_reader_blocked_on_a_reopened_stream_gets_new_values(
     store_factory: Callable[[], Store], store: Store, run_id: str
 ) -> None:
     await store.append(run_id, "s", 0, 1, values(0))
-    await store.end(run_id, "s", b"boom")
+    await store.end_stream(run_id, "s", b"boom")
     await store.reopen(run_id, "s")
     got: list[Chunk] = []
     async with store_factory() as other, anyio.create_task_group() as tg:

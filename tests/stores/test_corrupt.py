@@ -66,7 +66,7 @@ async def test_an_entry_that_does_not_decode(store: Store) -> None:
     run_id = uuid.uuid4().hex
     await store.append(run_id, "out", 0, 3, encode(0, 1, 2))
     await store.append(run_id, "out", 3, 2, b"\xc1 not msgpack")
-    await store.end(run_id, "out")
+    await store.end_stream(run_id, "out")
     values, error = await read_until_error(reader(store, run_id))
     assert values == [0, 1, 2]
     check_names(error, run_id, "out")
@@ -78,7 +78,7 @@ async def test_an_entry_with_fewer_values_than_it_claims(store: Store) -> None:
     run_id = uuid.uuid4().hex
     await store.append(run_id, "out", 0, 5, encode(0, 1, 2))  # says 5, holds 3
     await store.append(run_id, "out", 5, 1, encode(5))
-    await store.end(run_id, "out")
+    await store.end_stream(run_id, "out")
     values, error = await read_until_error(reader(store, run_id))
     assert values == []
     check_names(error, run_id, "out")
@@ -88,7 +88,7 @@ async def test_an_entry_with_fewer_values_than_it_claims(store: Store) -> None:
 async def test_a_failure_that_does_not_decode(store: Store) -> None:
     run_id = uuid.uuid4().hex
     await store.append(run_id, "out", 0, 2, encode(0, 1))
-    await store.end(run_id, "out", b"\xc1 not a failure")
+    await store.end_stream(run_id, "out", b"\xc1 not a failure")
     values, error = await read_until_error(reader(store, run_id))
     assert values == [0, 1]
     check_names(error, run_id, "out")
@@ -158,7 +158,7 @@ async def test_an_entry_with_unexpected_fields(redis: RedisStore) -> None:
 async def test_entries_that_overlap_never_repeat_a_position(redis: RedisStore) -> None:
     run_id = uuid.uuid4().hex
     await valid_then(redis, run_id, "5-0", "n", "3", "d", encode(2, 3, 4))
-    await redis.end(run_id, "out")
+    await redis.end_stream(run_id, "out")
     # One read never returns both: the second entry claims position 2 again.
     batch = await redis.read(run_id, "out", 0, timeout=0)
     assert [(c.start, c.count) for c in batch.chunks] == [(0, 3)]
@@ -203,7 +203,7 @@ async def test_a_stream_key_overwritten_with_another_type(redis: RedisStore) -> 
     with pytest.raises(CorruptDataError, match="'out'"):
         await redis.append(run_id, "out", 3, 1, encode(3))
     with pytest.raises(CorruptDataError, match="'out'"):
-        await redis.end(run_id, "out")
+        await redis.end_stream(run_id, "out")
     with pytest.raises(CorruptDataError, match="'out'"):
         await redis.state(run_id, "out")
 

@@ -12,9 +12,16 @@ import anyio
 import pytest
 from anyio import wait_all_tasks_blocked
 
-from datagraph.exceptions import StoreConnectionError, StoreError
-from datagraph.stores import Batch, StreamState
-from datagraph.stores.redis import RedisStore, _parse_url
+from datagraph import Supervisor
+from datagraph.exceptions import (
+    DatagraphError,
+    StoreConfigError,
+    StoreConnectionError,
+    StoreError,
+)
+from datagraph.stores import Batch, StreamState, open_store
+from datagraph.stores._redis_url import parse_url
+from datagraph.stores.redis import RedisStore
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -79,7 +86,7 @@ async def redis_factory(
     ],
 )
 def test_parse_url(url: str, expected: tuple[object, ...]) -> None:
-    address = _parse_url(url)
+    address = parse_url(url)
     assert (
         address.host,
         address.port,
@@ -94,8 +101,31 @@ def test_parse_url(url: str, expected: tuple[object, ...]) -> None:
     "url", ["http://localhost", "localhost:6379", "redis://h/db0", "redis://h:port/0"]
 )
 def test_invalid_url(url: str) -> None:
-    with pytest.raises(ValueError, match="Redis URL"):
+    with pytest.raises(StoreConfigError, match="Redis URL"):
         RedisStore(url)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda url: Supervisor(redis_config={"url": url}),
+        lambda url: open_store(url),
+        lambda url: RedisStore(url),
+    ],
+    ids=["redis_config", "open_store", "RedisStore"],
+)
+def test_a_url_without_scheme_names_the_accepted_forms(
+    make: Callable[[str], object],
+) -> None:
+    with pytest.raises(StoreConfigError) as excinfo:
+        make("localhost:6379")
+    message = str(excinfo.value)
+    assert "'localhost:6379'" in message
+    assert "did you mean 'redis://localhost:6379'?" in message
+    for form in ("redis://", "rediss://", "redis+cluster://", "rediss+cluster://"):
+        assert form in message
+    assert isinstance(excinfo.value, DatagraphError)
+    assert isinstance(excinfo.value, ValueError)  # as before: callers catching it
 
 
 def test_password_never_shows() -> None:
@@ -150,7 +180,7 @@ async def test_connection_error_names_the_url_but_not_the_password() -> None:
 
 @pytest.mark.anyio
 async def test_refused_login_is_a_connection_error(redis_url: str) -> None:
-    address = _parse_url(redis_url)
+    address = parse_url(redis_url)
     host = f"[{address.host}]" if ":" in address.host else address.host
     url = f"redis://nobody:hunter2@{host}:{address.port}/{address.db}"
     async with RedisStore(url) as store:
@@ -239,7 +269,7 @@ async def test_every_key_of_a_run_shares_one_hash_tag(
     store = redis_factory()
     run_id = uuid.uuid4().hex
     await store.append(run_id, "a", 0, 1, b"x")
-    await store.end(run_id, "b", b"failed")
+    await store.end_stream(run_id, "b", b"failed")
     await store.set_fields(run_id, {"plan": b"p"})
     await store.claim(run_id, "c")
 
@@ -262,7 +292,7 @@ async def test_every_write_sets_the_expiry(
     store = redis_factory(retention=60)
     run_id = uuid.uuid4().hex
     await store.append(run_id, "a", 0, 1, b"x")
-    await store.end(run_id, "b")
+    await store.end_stream(run_id, "b")
     await store.set_fields(run_id, {"plan": b"p"})
     await store.claim(run_id, "c")
 
@@ -319,13 +349,13 @@ async def test_one_read_stops_after_8_mib(
     mib = 1024 * 1024
     for i in range(12):
         await store.append("run", "s", i * mib, mib, os.urandom(mib))
-    await store.end("run", "s")
+    await store.end_stream("run", "s")
     batch = await store.read("run", "s", 0, timeout=1)
     assert len(batch.chunks) == 8
-    assert batch.end is None
+    assert batch.final is None
     batch = await store.read("run", "s", 8 * mib, timeout=1)
     assert len(batch.chunks) == 4
-    assert batch.end == StreamState(12 * mib, True)
+    assert batch.final == StreamState(12 * mib, True)
 
 
 async def _wake_latency(
@@ -466,8 +496,8 @@ async def test_reader_beyond_the_end_hears_of_the_end(
         async with anyio.create_task_group() as tg:
             tg.start_soon(reader)
             await wait_all_tasks_blocked()
-            await writer_store.end("run", "s")
-    assert got[0].end == StreamState(2, True)
+            await writer_store.end_stream("run", "s")
+    assert got[0].final == StreamState(2, True)
 
 
 # ------------------------------------------------- cursors, trimming, sharing
@@ -514,7 +544,7 @@ async def test_trim_frees_entries_on_the_server(
     await store.trim("run", "s", 10)
     assert await client.xlen(key) == 0  # every entry goes, the length stays
     assert await other.state("run", "s") == StreamState(10)
-    await store.end("run", "s", b"failed")
+    await store.end_stream("run", "s", b"failed")
     await store.trim("run", "s", 1000)
     assert await client.xlen(key) == 1  # the end marker stays
     assert await other.state("run", "s") == StreamState(10, True, b"failed")

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..exceptions import StoreConfigError
 from ._base import Batch as Batch
 from ._base import Chunk as Chunk
 from ._base import Share as Share
 from ._base import Store as Store
 from ._base import StreamState as StreamState
+from ._redis_url import URL_FORMS
 from .memory import MemoryStore as MemoryStore
 
 if TYPE_CHECKING:
@@ -28,6 +30,9 @@ __all__ = (
     "StreamState",
     "open_store",
 )
+
+
+_REDIS_SCHEMES = ("redis", "rediss", "redis+cluster", "rediss+cluster")
 
 
 def __getattr__(name: str) -> Any:
@@ -58,15 +63,17 @@ def open_store(url: str | None = None, **options: Any) -> Store:
     ``None`` gives a new ``MemoryStore``. ``options`` go to the store's constructor.
 
     Raises:
-        LookupError: the URL's scheme names no store.
+        StoreConfigError: the URL names no store (``localhost:6379`` has no
+            scheme, say); the message lists the accepted forms. Also a
+            ``ValueError``.
     """
     if url is None or url == "memory://":
         return MemoryStore(**options)
-    scheme = url.partition("://")[0].lower()
-    if scheme in ("redis", "rediss", "redis+cluster", "rediss+cluster"):
+    scheme, sep, _ = url.partition("://")
+    if sep and scheme.lower() in _REDIS_SCHEMES:
         return _redis_store_class()(url, **options)
-    msg = (
-        f"no store for URL scheme {scheme!r} in {url!r}; known: memory, redis, "
-        "rediss, redis+cluster, rediss+cluster"
-    )
-    raise LookupError(msg)
+    forms = "; ".join(("memory://", *URL_FORMS))
+    what = f"URL scheme {scheme.lower()!r} in {url!r}" if sep else f"URL {url!r}"
+    hint = f" (no scheme: did you mean 'redis://{url}'?)" if not sep else ""
+    msg = f"no store for {what}{hint}; the accepted forms are {forms}"
+    raise StoreConfigError(msg)

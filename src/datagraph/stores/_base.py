@@ -32,7 +32,7 @@ class Chunk:
     data: bytes
 
     @property
-    def end(self) -> int:
+    def stop(self) -> int:
         """The position just past this chunk's last value."""
         return self.start + self.count
 
@@ -54,8 +54,9 @@ class Batch:
     #: Chunks in order, together covering positions from the one asked for; the first
     #: chunk may start before it (the reader skips what it has seen).
     chunks: Sequence[Chunk]
-    #: Set once the stream has ended and ``chunks`` reach its last value.
-    end: StreamState | None = None
+    #: The stream's final state, set once it has ended and ``chunks`` reach its
+    #: last value.
+    final: StreamState | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -67,8 +68,9 @@ class Share:
     #: Positions ``start`` to ``stop - 1`` of the stream are this member's alone.
     start: int
     stop: int
-    #: Set once the stream has ended and the group has taken every value.
-    end: StreamState | None = None
+    #: The stream's final state, set once it has ended and the group has taken
+    #: every value.
+    final: StreamState | None = None
 
 
 class Store(ABC):
@@ -97,11 +99,14 @@ class Store(ABC):
             StreamClosedError: the stream has ended and the batch holds new values.
             ValueTooLargeError: ``data`` is larger than the store's
                 ``max_value_size`` (nothing is written).
-            StoreError: ``start`` lies past the stream's end (values would be missing).
+            StoreError: ``start`` lies past the stream's length (values would be
+                missing).
         """
 
     @abstractmethod
-    async def end(self, run_id: str, stream: str, error: bytes | None = None) -> bool:
+    async def end_stream(
+        self, run_id: str, stream: str, error: bytes | None = None
+    ) -> bool:
         """End a stream after its last value, with a failure when ``error`` is set.
 
         Readers that reach the end stop (or see the failure). Only the first call
@@ -155,7 +160,7 @@ class Store(ABC):
         Returns as soon as there is at least one such value or the stream has ended;
         otherwise waits up to ``timeout`` seconds (0: not at all) and returns an
         empty batch. A store may return fewer chunks than it holds; read again from
-        the end of the last one for the rest. Positions trimmed away are skipped:
+        the ``stop`` of the last one for the rest. Positions trimmed away are skipped:
         the first chunk then starts after ``position``.
 
         With ``reader``, the same call records that reader's cursor: it has

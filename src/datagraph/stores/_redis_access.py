@@ -1,9 +1,9 @@
 """Who the Redis store is to the server: TLS trust and ACL rights.
 
 A ``rediss://`` URL may name the CA file that signed the server's certificate as
-``?ssl_ca_certs=<path>`` (the name redis-py uses); without it the system's trust
-store decides. The file is read once, when the store is made, so a wrong path
-fails there and not at the first command.
+``?ssl_ca_certs=<path>`` (the name redis-py uses, parsed in ``_redis_url``);
+without it the system's trust store decides. The file is read once, when the
+store is made, so a wrong path fails there and not at the first command.
 
 An ACL user needs the key pattern ``~<prefix>:*`` and the commands in
 ``ACL_COMMANDS``; a command the server refuses for want of rights becomes one
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from urllib.parse import parse_qs
 
 from ..exceptions import StoreConfigError, StorePermissionError
 
@@ -27,7 +26,6 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
 
 __all__ = (
     "ACL_COMMANDS",
-    "ca_file_from_query",
     "denied",
     "is_denied",
     "tls_config",
@@ -46,37 +44,9 @@ ACL_COMMANDS = (
     "xadd", "xdel", "xinfo|stream", "xrange", "xrevrange", "xtrim", "xread",
 )  # fmt: skip
 
-_QUERY_KEYS = ("ssl_ca_certs",)
 #: How glide reports the server's NOPERM (it replaces the code with its own word).
 _DENIED = re.compile(r"PermissionDenied|NOPERM|can't access at least one of the keys")
 _COMMAND = re.compile(r"permissions to run the '([^']+)' command")
-
-
-def ca_file_from_query(query: str, *, tls: bool) -> str | None:
-    """Return the CA file named by a Redis URL's query (``?ssl_ca_certs=...``).
-
-    Raises:
-        StoreConfigError: the query holds another key, or names a CA file for a
-            ``redis://`` URL (without TLS it would be silently ignored).
-    """
-    if not query:
-        return None
-    fields = parse_qs(query, keep_blank_values=True, strict_parsing=False)
-    unknown = sorted(set(fields) - set(_QUERY_KEYS))
-    if unknown:
-        msg = (
-            f"unknown option {unknown[0]!r} in the Redis URL; the only one is "
-            "ssl_ca_certs=<path of the CA file> (for rediss:// URLs)"
-        )
-        raise StoreConfigError(msg)
-    values = fields.get("ssl_ca_certs", [])
-    if len(values) != 1 or not values[0]:
-        msg = "ssl_ca_certs in the Redis URL must name one CA file"
-        raise StoreConfigError(msg)
-    if not tls:
-        msg = "ssl_ca_certs is for TLS: the Redis URL must start with rediss://"
-        raise StoreConfigError(msg)
-    return values[0]
 
 
 def tls_config(ca_file: str | None) -> TlsAdvancedConfiguration | None:

@@ -14,17 +14,14 @@ from typing import Any
 
 from ..exceptions import CorruptDataError
 from ._base import Batch, Chunk, StreamState
+from ._redis_scripts import EntryMark
 
 __all__ = (
-    "FOREIGN",
     "Parsed",
     "entry_position",
     "foreign_entry",
     "parse_entries",
 )
-
-#: The count the read script gives an entry that is not Datagraph's.
-FOREIGN = -9
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -65,35 +62,38 @@ def entry_position(entry_id: bytes, run_id: str, stream: str) -> int:
 def parse_entries(reply: list[Any], offset: int, run_id: str, stream: str) -> Parsed:
     """Turn the read script's flat ``[id, count, data, ...]`` list into a batch.
 
-    The triples start at ``reply[offset]``. The values before a corrupt entry are
-    returned first; a read from there raises.
+    The triples start at ``reply[offset]``; a negative count is an ``EntryMark``.
+    The values before a corrupt entry are returned first; a read from there raises.
 
     Raises:
         CorruptDataError: the first entry is not one Datagraph wrote.
     """
     chunks: list[Chunk] = []
-    end: StreamState | None = None
+    final: StreamState | None = None
     for i in range(offset, len(reply), 3):
         entry_id, raw, data = reply[i], reply[i + 1], reply[i + 2]
         try:
             stop = entry_position(entry_id, run_id, stream)
-            if end is not None:
+            if final is not None:
                 raise _corrupt(run_id, stream, entry_id, "it follows the end marker")
-            if isinstance(raw, int) and raw < 0:
-                if raw == FOREIGN:
-                    raise foreign_entry(entry_id, data, run_id, stream)
-                if chunks and chunks[-1].end != stop:
+            if raw == EntryMark.FOREIGN:
+                raise foreign_entry(entry_id, data, run_id, stream)
+            if raw in (EntryMark.END, EntryMark.FAILED_END):
+                if chunks and chunks[-1].stop != stop:
                     what = (
-                        f"the stream ends at {stop} after values up to {chunks[-1].end}"
+                        f"the stream ends at {stop} after values up to "
+                        f"{chunks[-1].stop}"
                     )
                     raise _corrupt(run_id, stream, entry_id, what)
-                end = StreamState(stop, True, data if raw == -2 else None)
+                final = StreamState(
+                    stop, True, data if raw == EntryMark.FAILED_END else None
+                )
                 continue
             count = _count(raw, stop, run_id, stream, entry_id)
-            if chunks and chunks[-1].end != stop - count:
+            if chunks and chunks[-1].stop != stop - count:
                 what = (
                     f"it holds values {stop - count} to {stop - 1}, but the entry "
-                    f"before ends at {chunks[-1].end}"
+                    f"before ends at {chunks[-1].stop}"
                 )
                 raise _corrupt(run_id, stream, entry_id, what)
         except CorruptDataError:
@@ -103,7 +103,7 @@ def parse_entries(reply: list[Any], offset: int, run_id: str, stream: str) -> Pa
         if isinstance(data, list):  # a large batch: the script names its blob
             return Parsed(Batch(chunks), (stop - count, count, data[0]))
         chunks.append(Chunk(stop - count, count, data))
-    return Parsed(Batch(chunks, end))
+    return Parsed(Batch(chunks, final))
 
 
 def _count(raw: object, stop: int, run_id: str, stream: str, entry_id: bytes) -> int:

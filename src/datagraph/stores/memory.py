@@ -24,7 +24,7 @@ _DEFAULT_RETENTION = 7 * 24 * 3600.0
 @dataclasses.dataclass(slots=True)
 class _Stream:
     chunks: list[Chunk] = dataclasses.field(default_factory=list)
-    ends: list[int] = dataclasses.field(default_factory=list)  # chunk ends, for bisect
+    stops: list[int] = dataclasses.field(default_factory=list)  # of chunks, to bisect
     length: int = 0
     cursors: dict[str, int] = dataclasses.field(default_factory=dict)
     ended: bool = False
@@ -39,7 +39,7 @@ class _Stream:
 
     def add(self, start: int, count: int, data: bytes) -> None:
         self.chunks.append(Chunk(start, count, data))
-        self.ends.append(start + count)
+        self.stops.append(start + count)
         self.length = start + count
         self.wake()
 
@@ -163,8 +163,10 @@ class MemoryStore(Store):
         await anyio.lowlevel.cancel_shielded_checkpoint()  # after waking readers
         return start
 
-    async def end(self, run_id: str, stream: str, error: bytes | None = None) -> bool:
-        """End the stream; see ``Store.end``."""
+    async def end_stream(
+        self, run_id: str, stream: str, error: bytes | None = None
+    ) -> bool:
+        """End the stream; see ``Store.end_stream``."""
         await anyio.lowlevel.checkpoint()
         s = self._stream(run_id, stream)
         if s.ended:
@@ -201,7 +203,7 @@ class MemoryStore(Store):
         # Nothing held past the position (it is at the end, or trimmed away): wait
         # for a change that reaches it; others (a batch before a position beyond
         # the end) only wake the wait.
-        while bisect.bisect_right(s.ends, position) == len(s.chunks) and not s.ended:
+        while bisect.bisect_right(s.stops, position) == len(s.chunks) and not s.ended:
             remaining = deadline - anyio.current_time()
             if remaining <= 0:
                 break
@@ -212,10 +214,10 @@ class MemoryStore(Store):
                 return Batch(())  # delete_run dropped the stream meanwhile
         if not waited:
             await anyio.lowlevel.checkpoint()
-        first = bisect.bisect_right(s.ends, position)
+        first = bisect.bisect_right(s.stops, position)
         chunks = s.chunks[first:]
-        end = StreamState(s.length, True, s.error) if s.ended else None
-        return Batch(chunks, end)
+        final = StreamState(s.length, True, s.error) if s.ended else None
+        return Batch(chunks, final)
 
     async def take(
         self,
@@ -233,16 +235,16 @@ class MemoryStore(Store):
             # The stream object may have been dropped by delete_run meanwhile.
             s = self._stream(run_id, stream)
             cursor = s.cursors.get(group, 0)
-            first = bisect.bisect_right(s.ends, cursor)
+            first = bisect.bisect_right(s.stops, cursor)
             if first < len(s.chunks):
                 chunk = s.chunks[first]
                 start = max(cursor, chunk.start)  # positions trimmed away are skipped
-                stop = min(chunk.end, start + max(max_count, 1))
+                stop = min(chunk.stop, start + max(max_count, 1))
                 s.cursors[group] = stop
                 return Share(chunk, start, stop)
             if s.ended:
-                end = StreamState(s.length, True, s.error)
-                return Share(None, cursor, cursor, end)
+                final = StreamState(s.length, True, s.error)
+                return Share(None, cursor, cursor, final)
             remaining = deadline - anyio.current_time()
             if remaining <= 0:
                 return Share(None, cursor, cursor)
@@ -262,8 +264,8 @@ class MemoryStore(Store):
         run = self._run(run_id)
         s = run.streams.get(stream) if run else None
         if s is not None:
-            drop = bisect.bisect_right(s.ends, before)
-            del s.chunks[:drop], s.ends[:drop]
+            drop = bisect.bisect_right(s.stops, before)
+            del s.chunks[:drop], s.stops[:drop]
 
     async def state(self, run_id: str, stream: str) -> StreamState:
         """Return the stream's length and end state."""

@@ -27,16 +27,15 @@ from typer.testing import CliRunner
 
 import datagraph
 from datagraph import IOVal, LocalExecutor, MemoryStore, Supervisor, UpstreamError, viz
-from datagraph import _live as live
-from datagraph.cli import (
+from datagraph.cli import _figures, _summary, _view, app
+from datagraph.cli._common import (
     Backend,
     CliError,
-    app,
     locate_flow,
     make_supervisor,
-    parse_value,
     run_async,
 )
+from datagraph.cli._run import parse_value
 from datagraph.snapshot import ProcessorFigures, RunSnapshot, StreamFigures
 from flows_for_cli import demo, etl, shapes
 
@@ -148,7 +147,7 @@ def test_graph_png_to_stdout_when_redirected() -> None:
 def test_graph_without_graphviz_says_how_to_install_it(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr("datagraph.cli.shutil.which", lambda _name: None)
+    monkeypatch.setattr("datagraph.cli._graph.shutil.which", lambda _name: None)
     for fmt in ("svg", "png"):
         code, out, err = invoke(
             "graph", "flows_for_cli:etl", "-f", fmt, "-o", str(tmp_path / f"f.{fmt}")
@@ -563,7 +562,7 @@ KeyError: 'x'
 
 
 def test_figures_of_a_snapshot() -> None:
-    figures = live.figures_of(demo_snapshot(), {"squares": 40.0})
+    figures = _figures.figures_of(demo_snapshot(), {"squares": 40.0})
     assert isinstance(figures, viz.StaticFigures)
     assert figures.stream_label("squares", "cli_total") == "400 written · 40/s"
     assert (
@@ -591,7 +590,7 @@ def render(renderable: Any, width: int = 120) -> str:
 
 def test_a_frame_shows_streams_processors_progress_and_graph() -> None:
     frame = render(
-        live.render_snapshot(demo_snapshot(), viz.to_graph(demo), {"squares": 40.0})
+        _view.render_snapshot(demo_snapshot(), viz.to_graph(demo), {"squares": 40.0})
     )
     assert frame.startswith("Run r1  running  running for 10.0s  1/4 processors done")
     assert re.search(r"numbers +cli_numbers +1,000 +cli_squares 400 +600 +avg", frame)
@@ -608,17 +607,17 @@ def test_a_frame_shows_streams_processors_progress_and_graph() -> None:
 
 
 def test_states_are_drawn_in_their_colours() -> None:
-    style = live.state_style("failed")
+    style = _figures.state_style("failed")
     assert style.color is not None
     assert style.color.triplet is not None
     assert style.color.triplet.hex == viz.STATE_COLORS["failed"][1]
-    assert live.state_style("succeeded") == live.state_style("done")
+    assert _figures.state_style("succeeded") == _figures.state_style("done")
 
 
 def test_the_summary_names_outcomes_and_where_errors_were_raised() -> None:
     snapshot = demo_snapshot(status="failed")
     origin = UpstreamError(processor="cli_shout", error_type="KeyError", message="x")
-    text = render(live.render_summary(snapshot, {"cli_squares": origin}))
+    text = render(_summary.render_summary(snapshot, {"cli_squares": origin}))
     lines = text.splitlines()
     assert lines[0] == "Run r1 failed in 10.0s"
     assert re.match(
@@ -631,15 +630,15 @@ def test_the_summary_names_outcomes_and_where_errors_were_raised() -> None:
 
 
 def test_errors_in_full() -> None:
-    text = render(live.render_errors(demo_snapshot()))
+    text = render(_summary.render_errors(demo_snapshot()))
     assert "cli_shout failed: KeyError: 'x'" in text
     assert 'File "/app/util.py", line 3, in lookup' in text
-    assert live.render_errors(demo_snapshot(processors={})) is None
+    assert _summary.render_errors(demo_snapshot(processors={})) is None
     # A processor that failed because one upstream did: one line, no traceback.
     after = proc("cli_total", "failed", error="KeyError: 'x'", traceback=TRACEBACK)
     snapshot = demo_snapshot(processors={"cli_total": after})
     origin = UpstreamError(processor="cli_shout", error_type="KeyError", message="x")
-    text = render(live.render_errors(snapshot, {"cli_total": origin}))
+    text = render(_summary.render_errors(snapshot, {"cli_total": origin}))
     assert text.splitlines() == [
         "Errors",
         "cli_total failed: after cli_shout failed (KeyError: 'x')",
@@ -656,7 +655,7 @@ def test_errors_in_full() -> None:
     ],
 )
 def test_error_location(traceback: str | None, where: str | None) -> None:
-    assert live.error_location(traceback) == where
+    assert _summary.error_location(traceback) == where
 
 
 @pytest.mark.parametrize(
@@ -665,7 +664,7 @@ def test_error_location(traceback: str | None, where: str | None) -> None:
      (1234, "1.2k/s"), (56_789, "57k/s"), (2_345_678, "2.3M/s")],
 )  # fmt: skip
 def test_format_rate(rate: float, text: str) -> None:
-    assert live.format_rate(rate) == text
+    assert _figures.format_rate(rate) == text
 
 
 @pytest.mark.parametrize(
@@ -673,7 +672,7 @@ def test_format_rate(rate: float, text: str) -> None:
     [(-1, "0.0s"), (0.44, "0.4s"), (59.9, "59.9s"), (185, "3m 05s"), (7620, "2h 07m")],
 )
 def test_format_duration(seconds: float, text: str) -> None:
-    assert live.format_duration(seconds) == text
+    assert _figures.format_duration(seconds) == text
 
 
 def test_rates_are_measured_over_a_window() -> None:
@@ -686,7 +685,7 @@ def test_rates_are_measured_over_a_window() -> None:
             processors={},
         )
 
-    rates = live.Rates(window=2.0)
+    rates = _view.Rates(window=2.0)
     assert rates.add(at(0.0, 0)) == {}
     assert rates.add(at(1.0, 10)) == {"s": 10.0}
     assert rates.add(at(2.0, 40)) == {"s": 20.0}  # over 2 s
@@ -702,7 +701,7 @@ async def test_follow_ends_with_the_finished_run(anyio_backend: str) -> None:
         run = await supervisor.start_flow(
             demo, [IOVal("count", 2000), IOVal("words", "w")]
         )
-        final = await live.follow(
+        final = await _view.follow(
             run, interval=0.05, on_snapshot=lambda snap, _: seen.append(snap)
         )
     assert final.finished
@@ -718,7 +717,7 @@ async def test_follow_ends_with_a_failed_run(anyio_backend: str) -> None:
         run = await supervisor.start_flow(
             locate_flow("flows_for_cli:failing"), [IOVal("count", 9)]
         )
-        final = await live.follow(run, interval=10)  # ends as the run does
+        final = await _view.follow(run, interval=10)  # ends as the run does
     assert final.status == "failed"
     assert final.processors["cli_explode"].error == "ValueError: cannot take 3"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import time
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
@@ -38,6 +39,8 @@ T = TypeVar("T")
 D = TypeVar("D")
 _MISSING: Any = object()
 _PRUNE_AT = 64
+#: How often a reader working through one batch records how far it has got.
+_PROGRESS_EVERY = 1.0
 
 
 # A frozen msgspec Struct rather than a frozen dataclass: constructing one is
@@ -241,10 +244,27 @@ class IO(Generic[T]):
         return self._track(self._stream())
 
     async def _stream(self) -> AsyncGenerator[T]:
+        # A reader's cursor is recorded when it reads the next batch: while it
+        # works through a long one, value by value, record its progress every
+        # ``_PROGRESS_EVERY`` seconds too, or its backlog would look stuck at the
+        # size of the batch for as long as that takes.
+        record = self._reader is not None and not self._shared
+        position, since = 0, time.monotonic()
         async with aclosing(self._chunks()) as chunks:
             async for values in chunks:
                 for value in values:
                     yield value
+                    position += 1
+                    if record and time.monotonic() - since >= _PROGRESS_EVERY:
+                        await self._record_progress(position)
+                        since = time.monotonic()
+                since = time.monotonic()
+
+    async def _record_progress(self, position: int) -> None:
+        ctx = self._ctx
+        await ctx.store.read(
+            ctx.run_id, self.name, position, timeout=0, reader=self._reader
+        )
 
     def __aiter__(self) -> AsyncIterator[T]:
         return self.stream()

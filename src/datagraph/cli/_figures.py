@@ -14,8 +14,6 @@ from rich.style import Style
 from .. import viz
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
-
     from ..snapshot import ProcessorFigures, RunSnapshot, StreamFigures
 
 __all__ = (
@@ -39,6 +37,8 @@ _RUN_STATES = {
     "failed": "failed",
     "cancelled": "cancelled",
     "corrupt": "failed",
+    "failing": "failed",
+    "cancelling": "cancelled",
 }
 NONE = "-"
 
@@ -113,30 +113,25 @@ def first_line(text: str) -> str:
     return text.strip().splitlines()[0] if text.strip() else text
 
 
-def rate_text(
-    stream: StreamFigures, snapshot: RunSnapshot, rates: Mapping[str, float] | None
-) -> str | None:
-    """Return the rate to show: live while the stream is open, then its average."""
+def rate_text(stream: StreamFigures) -> str | None:
+    """Return the rate to show: recent while the stream is open, then its average.
+
+    None for a flow input (its values were all there at the start) and for a
+    stream with too few values, or written over too short a time, for a rate to
+    mean anything.
+    """
     if stream.producer is None:
-        return None  # a flow input: all its values were there at the start
+        return None
     if not stream.ended:
-        rate = (rates or {}).get(stream.name)
+        rate = stream.rate if stream.rate is not None else stream.average
         return None if rate is None else format_rate(rate)
-    proc = snapshot.processors.get(stream.producer)
-    if proc is None or proc.started is None or proc.ended is None:
-        return None
-    spent = proc.ended - proc.started
-    if spent <= 0 or not stream.written:
-        return None
-    return f"avg {format_rate(stream.written / spent)}"
+    return None if stream.average is None else f"avg {format_rate(stream.average)}"
 
 
 # ---------------------------------------------------------------------- graph figures
 
 
-def figures_of(
-    snapshot: RunSnapshot, rates: Mapping[str, float] | None = None
-) -> viz.StaticFigures:
+def figures_of(snapshot: RunSnapshot) -> viz.StaticFigures:
     """Turn a snapshot into figures that ``viz`` renderers draw onto a flow's graph.
 
     Every edge of a stream shows ``N written``, its rate (live, or the average once
@@ -144,8 +139,7 @@ def figures_of(
     the edge to each reader adds ``read N``. Processors show their state.
 
     Args:
-        snapshot: from ``Run.snapshot()``.
-        rates: values per second on each stream, e.g. ``snapshot.rates(earlier)``.
+        snapshot: from ``Run.snapshot()``, or ``Run.follow()`` for recent rates.
 
     Returns:
         Figures for ``viz.to_text(graph, figures=...)`` and the other renderers.
@@ -154,7 +148,7 @@ def figures_of(
     reads: dict[tuple[str, str], str] = {}
     for name, stream in snapshot.streams.items():
         parts = [f"{format_count(stream.written)} written"]
-        rate = rate_text(stream, snapshot, rates)
+        rate = rate_text(stream)
         if rate is not None:
             parts.append(rate)
         if stream.backlog:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+from contextlib import aclosing
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -39,7 +40,7 @@ from ._common import (
     unwrap,
 )
 from ._summary import render_summary
-from ._view import LiveView, follow
+from ._view import LiveView
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -50,7 +51,14 @@ if TYPE_CHECKING:
     from ..run import Run
     from ..snapshot import RunSnapshot
 
-__all__ = ("flow_inputs", "parse_value", "run_command", "watch", "write_outputs")
+__all__ = (
+    "flow_inputs",
+    "follow",
+    "parse_value",
+    "run_command",
+    "watch",
+    "write_outputs",
+)
 
 
 def parse_value(text: str) -> Any:
@@ -181,6 +189,14 @@ async def write_outputs(run: Run, directory: Path | None) -> None:
         )
 
 
+async def follow(run: Run, view: LiveView, interval: float) -> RunSnapshot:
+    """Show the run in ``view`` until it has finished; return its last snapshot."""
+    async with aclosing(run.follow(interval=interval)) as snapshots:
+        async for snapshot in snapshots:
+            view.show(snapshot)
+    return snapshot
+
+
 @app.command("run")
 def run_command(
     target: FlowArgument,
@@ -262,9 +278,7 @@ def run_command(
                     err.print(f"Run {run.id} started", style="bold", markup=False)
                     view = LiveView(err, viz.to_graph(run.plan), enabled=live)
                     with view:
-                        final = await follow(
-                            run, interval=interval, on_snapshot=view.show
-                        )
+                        final = await follow(run, view, interval)
                 except BaseException as exc:
                     stopped = unwrap(exc)
                     if isinstance(stopped, KeyboardInterrupt) or is_cancellation(
@@ -315,7 +329,7 @@ def watch(
             async with opened_supervisor(url) as supervisor:
                 run = await supervisor.get_run(run_id)
                 with LiveView(console, viz.to_graph(run.plan)) as view:
-                    final = await follow(run, interval=interval, on_snapshot=view.show)
+                    final = await follow(run, view, interval)
                 errors = await run.errors() if exit_status(final) else {}
                 return final, errors
 

@@ -11,7 +11,12 @@ import typer
 from rich.text import Text
 
 from .. import viz
-from ..exceptions import RunFailedError
+from ..exceptions import (
+    CorruptRunError,
+    RunFailedError,
+    RunNotFoundError,
+    StoreError,
+)
 from ._common import (
     Backend,
     BackendOption,
@@ -34,6 +39,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     from ..exceptions import UpstreamError
+    from ..run import Run
     from ..snapshot import RunSnapshot
     from ..supervisor import Supervisor
 
@@ -50,12 +56,11 @@ runs_app = typer.Typer(
 app.add_typer(runs_app)
 
 
-async def _created(supervisor: Supervisor, run_id: str) -> float | None:
-    """When a run was started (seconds since the epoch), if the store says."""
-    fields = await supervisor.store.get_fields(run_id, ["created"])
+async def _created(run: Run) -> float | None:
+    """When a run was started, if its record says (a corrupt one may not)."""
     try:
-        return float(fields["created"])
-    except (KeyError, ValueError):
+        return await run.created()
+    except StoreError:
         return None
 
 
@@ -78,20 +83,27 @@ def runs_list(
         url = require_redis(redis_url, "runs list")
 
         async def body() -> tuple[str, list[tuple[str, str, str, str]]]:
-            from ..exceptions import CorruptRunError
-
             rows: list[tuple[str, str, str, str]] = []
             async with opened_supervisor(url) as supervisor:
                 for run in await supervisor.list_runs():
-                    created = _local_time(await _created(supervisor, run.id))
                     try:
-                        states = await run.states()
+                        snapshot = await run.snapshot()
                     except CorruptRunError:  # listed, marked, never in the way
+                        created = _local_time(await _created(run))
                         rows.append((run.id, created, "corrupt", "-"))
                         continue
-                    status = await run.status(states)
-                    done = sum(s.status == "done" for s in states.values())
-                    rows.append((run.id, created, status, f"{done}/{len(states)}"))
+                    except RunNotFoundError:
+                        continue  # deleted since it was listed
+                    procs = snapshot.processors.values()
+                    done = sum(p.status == "done" for p in procs)
+                    rows.append(
+                        (
+                            run.id,
+                            _local_time(snapshot.created),
+                            snapshot.phase,
+                            f"{done}/{len(procs)}",
+                        )
+                    )
                 return repr(supervisor.store), rows
 
         store, rows = run_async(body, backend)
@@ -130,20 +142,18 @@ def runs_show(
     with reported_errors():
         url = require_redis(redis_url, "runs show")
 
-        async def body() -> tuple[
-            RunSnapshot, dict[str, UpstreamError], viz.FlowGraph, float | None
-        ]:
+        async def body() -> tuple[RunSnapshot, dict[str, UpstreamError], viz.FlowGraph]:
             async with opened_supervisor(url) as supervisor:
                 run = await supervisor.get_run(run_id)
                 snapshot = await run.snapshot()
                 failures = await run.errors()
-                created = await _created(supervisor, run.id)
-                return snapshot, failures, viz.to_graph(run.plan), created
+                return snapshot, failures, viz.to_graph(run.plan)
 
-        snapshot, failures, graph, created = run_async(body, backend)
+        snapshot, failures, graph = run_async(body, backend)
         console = stdout_console()
-        console.print(f"Created {_local_time(created)}", style="dim", markup=False)
-        console.print(render_snapshot(snapshot, graph))
+        created = _local_time(snapshot.created)
+        console.print(f"Created {created}", style="dim", markup=False)
+        console.print(render_snapshot(snapshot, graph, shape=True))
         errors = render_errors(snapshot, failures)
         if errors is not None:
             console.print()

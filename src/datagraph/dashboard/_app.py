@@ -65,7 +65,7 @@ class _Api:
         try:
             run = await self.supervisor.get_run(run_id)
             # The supervisor remembers plans: make sure the run is still there.
-            await _model.created_at(self.supervisor.store, run_id)
+            await run.created()
         except RunNotFoundError:
             raise HTTPException(404, f"no run {run_id!r} in the store") from None
         return run
@@ -76,11 +76,8 @@ class _Api:
         Raises:
             RunNotFoundError: the run was deleted (or expired).
         """
-        created = await _model.created_at(self.supervisor.store, run.id)
-        snapshot = await run.snapshot()
-        return _model.run_detail(
-            run, snapshot, created=created, rates=self.rates.rates(snapshot)
-        )
+        snapshot = self.rates.add(await run.snapshot())
+        return _model.run_detail(run, snapshot)
 
     async def meta(self, request: Request) -> Response:
         return JSONResponse(_model.meta())
@@ -91,12 +88,11 @@ class _Api:
         except ValueError:
             return _error(400, "limit must be a whole number")
         limit = max(0, min(limit, MAX_RUNS))
-        store = self.supervisor.store
         created: dict[str, float | None] = {}
         runs = []
         for run in await self.supervisor.list_runs():
             try:
-                created[run.id] = await _model.created_at(store, run.id)
+                created[run.id] = await run.created()
             except RunNotFoundError:
                 if not isinstance(run, CorruptRun):
                     continue  # deleted since it was listed

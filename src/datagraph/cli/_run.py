@@ -300,6 +300,8 @@ def run_command(
             ),
             style="bold red",
         )
+        if live:
+            err.print()  # after the last frame
         err.print(render_summary(final, errors))
     raise typer.Exit(exit_status(final))
 

@@ -15,6 +15,7 @@ from ..exceptions import (
     CorruptRunError,
     RunFailedError,
     RunNotFoundError,
+    StoreConnectionError,
     StoreError,
 )
 from ._common import (
@@ -301,13 +302,6 @@ def runs_purge(
             raise CliError(msg)
 
         async def select() -> tuple[str, list[str], int, list[str]]:
-            from ..exceptions import (
-                CorruptRunError,
-                RunNotFoundError,
-                StoreConnectionError,
-                StoreError,
-            )
-
             async with opened_supervisor(url) as supervisor:
                 chosen: list[str] = []
                 going, corrupt = 0, []
@@ -366,8 +360,6 @@ def runs_purge(
                 raise CliError(msg)
 
         async def delete() -> int:
-            from ..exceptions import RunNotFoundError
-
             deleted = 0
             async with opened_supervisor(url) as supervisor:
                 for run_id in chosen:

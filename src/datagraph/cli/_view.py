@@ -255,7 +255,7 @@ class LiveView:
             self._live = Live(
                 console=self.console,
                 auto_refresh=False,
-                vertical_overflow="crop",
+                vertical_overflow="ellipsis",
             )
             self._live.start()
         return self

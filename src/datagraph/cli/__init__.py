@@ -11,17 +11,27 @@ Needs the ``cli`` extra: ``pip install 'datagraph[cli]'``.
 
 Shaped like the dashboard: ``_common`` holds the typer ``app``, the options, the
 error handling and the helpers every command shares; each command group has a
-module of its own (``_graph``, ``_run``, ``_runs``, ``_dashboard``), which
-registers its commands on ``app`` when imported; ``_figures``, ``_view`` and
+module of its own (``_graph``, ``_run``, ``_runs``, ``_dashboard``), registered on
+``app`` here, in the order ``--help`` lists them; ``_figures``, ``_view`` and
 ``_summary`` draw runs in the terminal.
 """
 
 from __future__ import annotations
 
-from . import _dashboard, _graph, _run, _runs  # noqa: F401 - they register commands
 from ._common import app
+from ._dashboard import dashboard, version
+from ._graph import graph
+from ._run import run_command, watch
+from ._runs import runs_app
 
 __all__ = ("app", "main")
+
+app.command()(graph)
+app.command("run")(run_command)
+app.command()(watch)
+app.add_typer(runs_app)
+app.command()(dashboard)
+app.command()(version)
 
 
 def main() -> None:

@@ -14,7 +14,6 @@ from ._common import (
     BackendOption,
     CliError,
     RedisUrlOption,
-    app,
     is_cancellation,
     make_supervisor,
     reported_errors,
@@ -25,7 +24,6 @@ from ._common import (
 __all__ = ("dashboard", "version")
 
 
-@app.command()
 def dashboard(
     host: Annotated[
         str, typer.Option("--host", help="Interface to listen on.")
@@ -88,7 +86,6 @@ def dashboard(
                 raise
 
 
-@app.command()
 def version() -> None:
     """Print the version of Datagraph and of the libraries it runs on."""
     from importlib import metadata

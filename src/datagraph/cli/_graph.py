@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from .. import viz
-from ._common import CliError, app, locate_flow, reported_errors, stderr_console
+from ._common import CliError, locate_flow, reported_errors, stderr_console
 
 __all__ = ("GraphFormat", "graph", "render_graphviz")
 
@@ -73,7 +73,6 @@ def render_graphviz(dot_source: str, fmt: str) -> bytes:
     return proc.stdout
 
 
-@app.command()
 def graph(
     target: Annotated[
         str,

@@ -27,7 +27,6 @@ from ._common import (
     RedisUrlOption,
     RunIdArgument,
     SharedRedisUrlOption,
-    app,
     exit_status,
     is_cancellation,
     locate_flow,
@@ -197,7 +196,6 @@ async def follow(run: Run, view: LiveView, interval: float) -> RunSnapshot:
     return snapshot
 
 
-@app.command("run")
 def run_command(
     target: FlowArgument,
     inputs: Annotated[
@@ -309,19 +307,18 @@ def run_command(
 # -------------------------------------------------------------------------- watch
 
 
-@app.command()
 def watch(
     run_id: RunIdArgument,
     redis_url: SharedRedisUrlOption = None,
     interval: IntervalOption = 0.5,
     backend: BackendOption = Backend.asyncio,
 ) -> None:
-    """Watch a run live, from any process: streams, processors, progress, graph.
+    """Watch a run live, from any process: its processors and streams.
 
-    Per stream: values written, read by each reader, backlog and rate; per
-    processor: its state, attempt, instances, elapsed time and error. Ends when
-    the run does, with a summary. Exit status: 0 when the run succeeded, 1 when
-    it failed or was cancelled.
+    Per processor: its state, attempt, instances, elapsed time and error; per
+    stream: values written, read by each reader, backlog and rate. Off a
+    terminal, a line per change. Ends when the run does, with a summary. Exit
+    status: 0 when the run succeeded, 1 when it failed or was cancelled.
     """
     with reported_errors():
         url = require_redis(redis_url, "watch")

@@ -24,7 +24,6 @@ from ._common import (
     CliError,
     RunIdArgument,
     SharedRedisUrlOption,
-    app,
     opened_supervisor,
     reported_errors,
     require_redis,
@@ -54,7 +53,6 @@ runs_app = typer.Typer(
     rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-app.add_typer(runs_app)
 
 
 async def _created(run: Run) -> float | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from contextlib import aclosing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -126,9 +127,9 @@ class _Api:
     async def events(self, request: Request) -> Response:
         """Send the run's details as server-sent events until the run finishes.
 
-        Each ``snapshot`` event holds what ``GET /api/runs/{id}`` returns; an
-        ``end`` event follows the first snapshot of the finished run, and the
-        response ends.
+        Each ``snapshot`` event holds what ``GET /api/runs/{id}`` returns, from
+        ``Run.follow()``; an ``end`` event follows the first snapshot of the
+        finished run (as soon as it finishes), and the response ends.
         """
         try:
             interval = float(request.query_params.get("interval", DEFAULT_INTERVAL))
@@ -142,9 +143,15 @@ class _Api:
         async def stream() -> AsyncIterator[str]:
             # Tells EventSource how long to wait before reconnecting (ms).
             yield f"retry: {round(max(interval, 1.0) * 1000)}\n\n"
-            while True:
+            while True:  # again after an error of the store, which may pass
                 try:
-                    detail = await self._detail(run)
+                    follow = run.follow(interval=interval, window=self.rates.window)
+                    async with aclosing(follow) as snapshots:
+                        async for snapshot in snapshots:
+                            detail = _model.run_detail(run, snapshot)
+                            yield f"event: snapshot\ndata: {_dumps(detail)}\n\n"
+                    yield "event: end\ndata: {}\n\n"
+                    return
                 except RunNotFoundError:
                     gone = f"no run {run.id!r} in the store (deleted)"
                     yield f"event: failure\ndata: {_dumps({'error': gone})}\n\n"
@@ -155,11 +162,6 @@ class _Api:
                 except StoreError as exc:
                     error = f"the store cannot be read: {exc}"
                     yield f"event: failure\ndata: {_dumps({'error': error})}\n\n"
-                else:
-                    yield f"event: snapshot\ndata: {_dumps(detail)}\n\n"
-                    if detail["finished"]:
-                        yield "event: end\ndata: {}\n\n"
-                        return
                 await anyio.sleep(interval)
 
         return StreamingResponse(

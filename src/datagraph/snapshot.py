@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from .run import Run, RunStatus
 
 __all__ = (
+    "MIN_RATE_SPAN",
+    "MIN_RATE_VALUES",
     "ProcessorFigures",
     "RateWindow",
     "RunPhase",
@@ -74,8 +76,9 @@ class StreamFigures:
     readers: Mapping[str, int]
     #: Values written but not yet read by the slowest reading processor.
     backlog: int
-    #: Values written per second lately: only from ``Run.follow()`` (or a
-    #: ``RateWindow``), and only while the stream is open; else None.
+    #: Values written per second lately (its ``average`` until there is an
+    #: earlier snapshot to measure from): only from ``Run.follow()`` or a
+    #: ``RateWindow``, and only for an open stream a processor writes; else None.
     rate: float | None = None
     #: Values written per second over the time its producer has run (all of it,
     #: once the stream has ended); None for a flow input, and while there are too

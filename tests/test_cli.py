@@ -8,6 +8,8 @@ command looks at it. Run-management commands use the throwaway Redis server of
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import os
 import re
 import shutil
@@ -27,16 +29,15 @@ from typer.testing import CliRunner
 
 import datagraph
 from datagraph import IOVal, LocalExecutor, MemoryStore, Supervisor, UpstreamError, viz
-from datagraph import _live as live
-from datagraph.cli import (
+from datagraph.cli import _figures, _run, _summary, _view, app
+from datagraph.cli._common import (
     Backend,
     CliError,
-    app,
     locate_flow,
     make_supervisor,
-    parse_value,
     run_async,
 )
+from datagraph.cli._run import parse_value
 from datagraph.snapshot import ProcessorFigures, RunSnapshot, StreamFigures
 from flows_for_cli import demo, etl, shapes
 
@@ -148,7 +149,7 @@ def test_graph_png_to_stdout_when_redirected() -> None:
 def test_graph_without_graphviz_says_how_to_install_it(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr("datagraph.cli.shutil.which", lambda _name: None)
+    monkeypatch.setattr("datagraph.cli._graph.shutil.which", lambda _name: None)
     for fmt in ("svg", "png"):
         code, out, err = invoke(
             "graph", "flows_for_cli:etl", "-f", fmt, "-o", str(tmp_path / f"f.{fmt}")
@@ -352,10 +353,9 @@ def test_run_prints_the_output_then_a_summary(backend: Backend) -> None:
     run_id = run_id_of(err)
     # The live view's last frame (stderr is no terminal), then the summary.
     frame, _, summary = err.partition(f"Run {run_id} succeeded in ")
-    for part in ("Streams", "Processors", "Progress", "Flow: 2 processors"):
-        assert part in frame
+    assert f"Run {run_id}  succeeded  took " in frame
     assert re.search(r"squares\s+cli_squares\s+5\s+output", frame)
-    assert "cli_squares [done]" in frame
+    assert re.search(r"cli_squares\s+done\s+1\s+1\s", frame)
     assert re.search(r"^  cli_numbers +done ", summary, re.MULTILINE)
     assert "Traceback" not in err
 
@@ -527,9 +527,11 @@ def demo_snapshot(*, taken_at: float = 110.0, **changes: Any) -> RunSnapshot:
         "words": stream("words", None, 2, ended=True, readers={"cli_shout": 2}),
         "numbers": stream(
             "numbers", "cli_numbers", 1000, ended=True,
-            readers={"cli_squares": 400}, backlog=600,
+            readers={"cli_squares": 400}, backlog=600, average=500.0,
         ),
-        "squares": stream("squares", "cli_squares", 400, readers={}),
+        "squares": stream(
+            "squares", "cli_squares", 400, readers={}, rate=40.0, average=50.0
+        ),
         "total": stream("total", "cli_total", 0),
         "loud": stream("loud", "cli_shout", 1, failed=True, ended=True),
     }  # fmt: skip
@@ -563,7 +565,7 @@ KeyError: 'x'
 
 
 def test_figures_of_a_snapshot() -> None:
-    figures = live.figures_of(demo_snapshot(), {"squares": 40.0})
+    figures = _figures.figures_of(demo_snapshot())
     assert isinstance(figures, viz.StaticFigures)
     assert figures.stream_label("squares", "cli_total") == "400 written · 40/s"
     assert (
@@ -571,7 +573,8 @@ def test_figures_of_a_snapshot() -> None:
         == "1,000 written · avg 500/s · backlog 600 · ended · read 400"
     )
     assert figures.stream_label("count", "cli_numbers") == "1 written · ended · read 1"
-    assert figures.stream_label("loud", None) == "1 written · avg 1.0/s · failed"
+    # One value is no rate (it was "avg 1.0/s"): its snapshot has no average.
+    assert figures.stream_label("loud", None) == "1 written · failed"
     assert figures.processor_state("cli_total") == "waiting"
     # Joined onto the graph by any renderer.
     text = viz.to_text(viz.to_graph(demo), figures=figures)
@@ -582,6 +585,14 @@ def test_figures_of_a_snapshot() -> None:
     )
 
 
+def test_an_open_stream_shows_its_average_until_it_has_a_recent_rate() -> None:
+    squares = stream("squares", "cli_squares", 400, average=50.0)
+    assert _figures.rate_text(squares) == "50/s"
+    assert _figures.rate_text(dataclasses.replace(squares, rate=40.0)) == "40/s"
+    assert _figures.rate_text(dataclasses.replace(squares, average=None)) is None
+    assert _figures.rate_text(stream("count", None, 9, average=3.0)) is None
+
+
 def render(renderable: Any, width: int = 120) -> str:
     console = Console(width=width, record=True, file=open(os.devnull, "w"))  # noqa: SIM115
     console.print(renderable)
@@ -589,36 +600,127 @@ def render(renderable: Any, width: int = 120) -> str:
     return console.export_text()
 
 
-def test_a_frame_shows_streams_processors_progress_and_graph() -> None:
-    frame = render(
-        live.render_snapshot(demo_snapshot(), viz.to_graph(demo), {"squares": 40.0})
-    )
-    assert frame.startswith("Run r1  running  running for 10.0s  1/4 processors done")
-    assert re.search(r"numbers +cli_numbers +1,000 +cli_squares 400 +600 +avg", frame)
-    assert re.search(r"squares +cli_squares +400 +cli_total - +0 +40/s +open", frame)
+def test_a_frame_shows_processors_and_streams_once() -> None:
+    failing = demo_snapshot(status="failed")
+    frame = render(_view.render_snapshot(failing, viz.to_graph(demo)))
+    assert frame.startswith("Run r1  failing  running for 10.0s  1/4 processors done")
     assert re.search(r"cli_squares +running +2 +1 +10\.0s", frame)
     assert re.search(r"cli_total +waiting +- +1 +- *\n", frame)
     assert re.search(r"cli_shout +failed +1 +1 +1\.0s +KeyError: 'x'\n", frame)
-    # Progress against known totals only: ended streams (not the failed one).
-    assert re.search(r"numbers → cli_squares +━+ +400/1,000 +40%", frame)
-    assert re.search(r"count → cli_numbers +━+ +1/1 +100%", frame)
-    assert "squares → cli_total" not in frame
-    assert "loud →" not in frame
-    assert "Flow: 4 processors, 2 inputs, 2 outputs" in frame
+    assert re.search(r"numbers +cli_numbers +1,000 +cli_squares 400 +600 +avg", frame)
+    assert re.search(r"squares +cli_squares +400 +cli_total - +0 +40/s +open", frame)
+    # Each figure once: no second list of the streams under the graph.
+    assert frame.count("1,000") == 1
+    assert "Flow:" not in frame
+    # Shown once (runs show), the frame adds the flow's shape, without figures.
+    shown = render(
+        _view.render_snapshot(demo_snapshot(), viz.to_graph(demo), shape=True)
+    )
+    assert "Flow: 4 processors, 2 inputs, 2 outputs" in shown
+    assert "cli_squares [running]" in shown
+    assert shown.count("1,000") == 1
+
+
+def _etl_snapshot() -> tuple[RunSnapshot, viz.FlowGraph]:
+    """The ETL demo (examples/etl.py) half way, with every figure at its widest."""
+    etl = datagraph.Flow.from_processors(
+        datagraph.Processor(name="extract", inputs=["folder"], outputs=["files"]),
+        datagraph.Processor(name="parse", inputs=["files"], outputs=["records"]),
+        datagraph.Processor(
+            name="transform", inputs=["records"], outputs=["orders", "rejects"]
+        ),
+        datagraph.Processor(name="load", inputs=["orders"], outputs=["loaded"]),
+    ).resolve()
+    plan = etl.plan
+    streams = {
+        name: stream(
+            name, plan.producer_of(name), 123_456,
+            readers={p.name: 120_000 for p in plan.consumers_of(name)},
+            backlog=3_456, rate=12_345.0, average=11_111.0,
+        )
+        for name in plan.streams
+    }  # fmt: skip
+    processors = {
+        p.name: proc(p.name, "retrying", attempt=3, error="OSError: " + "x" * 200)
+        for p in plan.processors
+    }
+    snapshot = RunSnapshot(
+        run_id="3b9ea2165b574ca481c56e5f995a87f9",
+        status="running",
+        taken_at=7300.0,
+        streams=streams,
+        processors=processors,
+    )
+    return snapshot, viz.to_graph(etl)
+
+
+def test_the_etl_demo_fits_an_80x24_terminal() -> None:
+    snapshot, graph = _etl_snapshot()
+    console = Console(
+        width=80,
+        height=24,
+        record=True,
+        file=open(os.devnull, "w"),  # noqa: SIM115
+    )
+    console.print(_view.render_snapshot(snapshot, graph))
+    console.file.close()
+    lines = console.export_text().splitlines()
+    assert len(lines) <= 24, "\n".join(lines)
+    assert max(len(line) for line in lines) <= 80
+    assert lines[0].startswith(f"Run {snapshot.run_id}  running  running for 2h")
+    assert any(line.startswith("loaded ") for line in lines)  # the last stream
+
+
+def test_off_a_terminal_the_view_prints_a_line_per_change() -> None:
+    out = io.StringIO()
+    console = Console(file=out, width=200, force_terminal=False)
+    graph = viz.to_graph(demo)
+    base = demo_snapshot(status="running")
+
+    def at(when: float, written: int) -> RunSnapshot:
+        squares = dataclasses.replace(base.streams["squares"], written=written)
+        streams = {**base.streams, "squares": squares}
+        return dataclasses.replace(base, taken_at=when, streams=streams)
+
+    with _view.LiveView(console, graph, every=2.0) as view:
+        view.show(at(110.0, 400))  # printed: the first
+        view.show(at(111.0, 500))  # too soon after it
+        view.show(at(112.0, 600))  # printed
+        view.show(at(115.0, 600))  # nothing changed
+        view.show(at(116.0, 700))  # printed
+    lines = out.getvalue().splitlines()
+    progress = [line for line in lines if line.startswith("running for ")]
+    assert len(progress) == 3
+    assert progress[0] == (
+        "running for 10.0s · 1/4 processors done · numbers 1,000 (avg 500/s) · "
+        "squares 400 (40/s) · total 0 · loud 1"
+    )
+    assert "squares 600 (40/s)" in progress[1]
+    assert "squares 700 (40/s)" in progress[2]
+    # The last frame when the view closes.
+    assert any(line.startswith("Run r1  running  running for 16.0s") for line in lines)
+
+
+def test_the_progress_line_of_a_finished_run() -> None:
+    done = demo_snapshot(
+        status="succeeded",
+        processors={"cli_numbers": proc("cli_numbers", "done", ended=102.0)},
+    )
+    assert _view.progress_line(done).startswith("succeeded took 2.0s · 1/1 ")
 
 
 def test_states_are_drawn_in_their_colours() -> None:
-    style = live.state_style("failed")
+    style = _figures.state_style("failed")
     assert style.color is not None
     assert style.color.triplet is not None
     assert style.color.triplet.hex == viz.STATE_COLORS["failed"][1]
-    assert live.state_style("succeeded") == live.state_style("done")
+    assert _figures.state_style("succeeded") == _figures.state_style("done")
 
 
 def test_the_summary_names_outcomes_and_where_errors_were_raised() -> None:
     snapshot = demo_snapshot(status="failed")
     origin = UpstreamError(processor="cli_shout", error_type="KeyError", message="x")
-    text = render(live.render_summary(snapshot, {"cli_squares": origin}))
+    text = render(_summary.render_summary(snapshot, {"cli_squares": origin}))
     lines = text.splitlines()
     assert lines[0] == "Run r1 failed in 10.0s"
     assert re.match(
@@ -631,15 +733,15 @@ def test_the_summary_names_outcomes_and_where_errors_were_raised() -> None:
 
 
 def test_errors_in_full() -> None:
-    text = render(live.render_errors(demo_snapshot()))
+    text = render(_summary.render_errors(demo_snapshot()))
     assert "cli_shout failed: KeyError: 'x'" in text
     assert 'File "/app/util.py", line 3, in lookup' in text
-    assert live.render_errors(demo_snapshot(processors={})) is None
+    assert _summary.render_errors(demo_snapshot(processors={})) is None
     # A processor that failed because one upstream did: one line, no traceback.
     after = proc("cli_total", "failed", error="KeyError: 'x'", traceback=TRACEBACK)
     snapshot = demo_snapshot(processors={"cli_total": after})
     origin = UpstreamError(processor="cli_shout", error_type="KeyError", message="x")
-    text = render(live.render_errors(snapshot, {"cli_total": origin}))
+    text = render(_summary.render_errors(snapshot, {"cli_total": origin}))
     assert text.splitlines() == [
         "Errors",
         "cli_total failed: after cli_shout failed (KeyError: 'x')",
@@ -656,7 +758,7 @@ def test_errors_in_full() -> None:
     ],
 )
 def test_error_location(traceback: str | None, where: str | None) -> None:
-    assert live.error_location(traceback) == where
+    assert _summary.error_location(traceback) == where
 
 
 @pytest.mark.parametrize(
@@ -665,7 +767,7 @@ def test_error_location(traceback: str | None, where: str | None) -> None:
      (1234, "1.2k/s"), (56_789, "57k/s"), (2_345_678, "2.3M/s")],
 )  # fmt: skip
 def test_format_rate(rate: float, text: str) -> None:
-    assert live.format_rate(rate) == text
+    assert _figures.format_rate(rate) == text
 
 
 @pytest.mark.parametrize(
@@ -673,54 +775,24 @@ def test_format_rate(rate: float, text: str) -> None:
     [(-1, "0.0s"), (0.44, "0.4s"), (59.9, "59.9s"), (185, "3m 05s"), (7620, "2h 07m")],
 )
 def test_format_duration(seconds: float, text: str) -> None:
-    assert live.format_duration(seconds) == text
-
-
-def test_rates_are_measured_over_a_window() -> None:
-    def at(when: float, written: int) -> RunSnapshot:
-        return RunSnapshot(
-            run_id="r",
-            status="running",
-            taken_at=when,
-            streams={"s": stream("s", "p", written)},
-            processors={},
-        )
-
-    rates = live.Rates(window=2.0)
-    assert rates.add(at(0.0, 0)) == {}
-    assert rates.add(at(1.0, 10)) == {"s": 10.0}
-    assert rates.add(at(2.0, 40)) == {"s": 20.0}  # over 2 s
-    assert rates.add(at(3.0, 40)) == {"s": 15.0}  # from t=1
-    assert rates.add(at(4.0, 40)) == {"s": 0.0}  # from t=2
+    assert _figures.format_duration(seconds) == text
 
 
 @pytest.mark.anyio
-async def test_follow_ends_with_the_finished_run(anyio_backend: str) -> None:
+async def test_run_follows_a_run_to_its_end(anyio_backend: str) -> None:
     supervisor = Supervisor(store=MemoryStore(), executor=LocalExecutor())
-    seen: list[RunSnapshot] = []
+    console = Console(file=io.StringIO(), force_terminal=False)
     with anyio.fail_after(10):
         run = await supervisor.start_flow(
             demo, [IOVal("count", 2000), IOVal("words", "w")]
         )
-        final = await live.follow(
-            run, interval=0.05, on_snapshot=lambda snap, _: seen.append(snap)
-        )
+        view = _view.LiveView(console, viz.to_graph(run.plan))
+        with view:
+            final = await _run.follow(run, view, 0.05)
     assert final.finished
     assert final.status == "succeeded"
-    assert seen[-1] is final
     assert final.streams["squares"].written == 2000
-
-
-@pytest.mark.anyio
-async def test_follow_ends_with_a_failed_run(anyio_backend: str) -> None:
-    supervisor = Supervisor(store=MemoryStore(), executor=LocalExecutor())
-    with anyio.fail_after(10):
-        run = await supervisor.start_flow(
-            locate_flow("flows_for_cli:failing"), [IOVal("count", 9)]
-        )
-        final = await live.follow(run, interval=10)  # ends as the run does
-    assert final.status == "failed"
-    assert final.processors["cli_explode"].error == "ValueError: cannot take 3"
+    assert "Run " in console.file.getvalue()  # type: ignore[attr-defined]
 
 
 # ========================================================= runs in a Redis store
@@ -804,14 +876,15 @@ def test_run_on_redis_then_list_show_watch_and_purge_it(
     assert code == 0
     assert out.startswith("Created 20")
     assert f"Run {run_id}  succeeded  took " in out
-    assert re.search(r"squares +cli_squares +4 +cli_total 4 +0 +avg", out)
+    # Four values in no time: no rate to speak of.
+    assert re.search(r"squares +cli_squares +4 +cli_total 4 +0 +- +ended", out)
     assert "cli_total (waits for inputs) [done]" in out
     assert "Errors" not in out
 
     code, out, _ = invoke("watch", run_id, *b, env=redis_env)
     assert code == 0
     frame, _, summary = out.partition(f"\nRun {run_id} succeeded in ")
-    assert "Flow: 4 processors" in frame
+    assert f"Run {run_id}  succeeded  took " in frame
     assert re.search(r"^  cli_total +done ", summary, re.MULTILINE)
 
     code, out, _ = invoke("runs", "purge", run_id, *b, env=redis_env)

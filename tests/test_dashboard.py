@@ -18,7 +18,8 @@ import subprocess
 import sys
 import textwrap
 import time
-from typing import TYPE_CHECKING, Any
+from contextlib import aclosing
+from typing import TYPE_CHECKING, Annotated, Any
 
 import anyio
 import anyio.from_thread
@@ -29,6 +30,7 @@ from starlette.routing import Mount
 
 from datagraph import (
     IO,
+    Depends,
     Flow,
     IOVal,
     LocalExecutor,
@@ -40,7 +42,7 @@ from datagraph import (
     viz,
 )
 from datagraph.dashboard import create_app, serve, serve_async
-from datagraph.dashboard._model import RateTracker
+from datagraph.dashboard._model import RateTracker, figures
 from datagraph.snapshot import ProcessorFigures, RunSnapshot, StreamFigures
 
 if TYPE_CHECKING:
@@ -412,7 +414,9 @@ async def test_events_stream_snapshots_until_the_run_ends(store: Store) -> None:
     assert written == sorted(written)
 
 
-def _snapshot(taken_at: float, written: int, *, ended: bool = False) -> RunSnapshot:
+def _snapshot(
+    taken_at: float, written: int, *, ended: bool = False, average: float | None = None
+) -> RunSnapshot:
     return RunSnapshot(
         run_id="r",
         status="running",
@@ -426,6 +430,7 @@ def _snapshot(taken_at: float, written: int, *, ended: bool = False) -> RunSnaps
                 failed=False,
                 readers={},
                 backlog=0,
+                average=average,
             ),
             "in": StreamFigures(
                 name="in",
@@ -452,25 +457,99 @@ def _snapshot(taken_at: float, written: int, *, ended: bool = False) -> RunSnaps
     )
 
 
+def _rates(tracker: RateTracker, snapshot: RunSnapshot) -> dict[str, float | None]:
+    return {n: s.rate for n, s in tracker.add(snapshot).streams.items()}
+
+
 def test_rates_are_recent_and_fall_back_to_the_average() -> None:
     rates = RateTracker(window=5.0)
-    # First look: the producer's average since it started (100 values in 10 s).
-    assert rates.rates(_snapshot(100.0, 100)) == {"s": 10.0, "in": None}
+    # First look: the producer's average so far, as the snapshot has it.
+    assert _rates(rates, _snapshot(100.0, 100, average=10.0)) == {
+        "s": 10.0,
+        "in": None,
+    }
     # Then the rate since the oldest snapshot of the window.
-    assert rates.rates(_snapshot(102.0, 140))["s"] == pytest.approx(20.0)
-    assert rates.rates(_snapshot(104.0, 140))["s"] == pytest.approx(10.0)
+    assert _rates(rates, _snapshot(102.0, 140))["s"] == pytest.approx(20.0)
+    assert _rates(rates, _snapshot(104.0, 140))["s"] == pytest.approx(10.0)
     # Snapshots older than the window are forgotten.
-    assert rates.rates(_snapshot(108.0, 140))["s"] == pytest.approx(0.0)
-    # An ended stream moves no more.
-    assert rates.rates(_snapshot(109.0, 150, ended=True))["s"] == 0.0
+    assert _rates(rates, _snapshot(108.0, 140))["s"] == pytest.approx(0.0)
+    # An ended stream moves no more: the page says 0.
+    ended = rates.add(_snapshot(109.0, 150, ended=True))
+    assert ended.streams["s"].rate is None
+    assert figures(ended).streams["s"] == "150 written · 0.0/s"
 
 
 def test_rates_remember_a_bounded_number_of_runs() -> None:
     rates = RateTracker(max_runs=2)
     for run_id in ("a", "b", "c"):
         snap = _snapshot(100.0, 10)
-        rates.rates(RunSnapshot(**{**_fields(snap), "run_id": run_id}))
+        rates.add(RunSnapshot(**{**_fields(snap), "run_id": run_id}))
     assert list(rates._seen) == ["b", "c"]
+
+
+# ------------------------------------------------------- the badge of a failing run
+
+
+def badge_gate() -> anyio.Event:
+    msg = "the test overrides this dependency"
+    raise NotImplementedError(msg)
+
+
+badge_source = Processor(
+    name="dash_badge_source", inputs=["dash_badge_n"], outputs=["dash_badge_values"]
+)
+
+
+@badge_source
+async def _badge_source(
+    dash_badge_n: IO[int], gate: Annotated[anyio.Event, Depends(badge_gate)]
+) -> AsyncIterator[int]:
+    for i in range(await dash_badge_n.first()):
+        yield i
+    await gate.wait()  # still running after dash_badge_broken has failed
+
+
+badge_broken = Processor(
+    name="dash_badge_broken", inputs=["dash_badge_values"], outputs=["dash_badge_no"]
+)
+
+
+@badge_broken
+async def _badge_broken(dash_badge_values: IO[int]) -> AsyncIterator[int]:
+    async for value in dash_badge_values.stream():
+        if value == 2:
+            msg = "dash_badge_broken gave up"
+            raise ValueError(msg)
+        yield value
+
+
+async def test_the_badge_says_failing_while_a_processor_still_runs(
+    store: Store,
+) -> None:
+    supervisor = Supervisor(store=store, executor=LocalExecutor())
+    gate = anyio.Event()
+    flow = Flow.from_processors(badge_source, badge_broken).resolve()
+    with supervisor.override(badge_gate, lambda: gate):
+        run = await supervisor.start_flow(flow, inputs=[IOVal("dash_badge_n", 5)])
+
+        with anyio.fail_after(TIMEOUT):
+            async with aclosing(run.follow(interval=0.02)) as snapshots:
+                async for snap in snapshots:
+                    if snap.processors["dash_badge_broken"].status == "failed":
+                        break
+        async with api(supervisor) as client:
+            failing = (await client.get(f"/api/runs/{run.id}")).json()
+            gate.set()
+            with contextlib.suppress(RunFailedError):
+                await run.wait(TIMEOUT)
+            failed = (await client.get(f"/api/runs/{run.id}")).json()
+
+    assert failing["processors"]["dash_badge_source"]["state"] == "running"
+    assert failing["status"] == "failed"  # the run's status, as the API said
+    assert failing["phase"] == "failing"  # what the badge says
+    assert failing["finished"] is False
+    assert failed["phase"] == failed["status"] == "failed"
+    assert failed["finished"] is True
 
 
 def _fields(snap: RunSnapshot) -> dict[str, Any]:
@@ -657,6 +736,9 @@ def test_the_page_shows_a_run_streaming(browser: Any, server_backend: str) -> No
             error = page.text_content("#details .error")
             assert error == "ValueError: dash_broken gave up on 2"
             assert "_broken" in (page.text_content("#details pre.traceback") or "")
+            # The run has failed, but its other processors go on: "failing".
+            page.wait_for_selector('#run-status[data-status="failing"]')
+            assert page.text_content("#run-status") == "failing"
 
             # The end of the run shows too.
             portal.call(_pacer().release, 20)

@@ -21,9 +21,9 @@ from datagraph import (
     RunCancelledError,
     RunFailedError,
     Supervisor,
-    _live,
     viz,
 )
+from datagraph.cli._view import render_snapshot
 from datagraph.exceptions import ExecutorError
 from datagraph.executors import Executor
 from datagraph.stores import Store
@@ -231,7 +231,7 @@ async def test_a_processor_no_one_serves_waits_visibly_then_fails(
         assert state.dispatched is not None
         snapshot = await run.snapshot()
         assert snapshot.processors["rs_unserved"].where == state.where
-        shown = _live.render_snapshot(snapshot, viz.to_graph(run.plan))
+        shown = render_snapshot(snapshot, viz.to_graph(run.plan))
         text = Console(width=200, record=True)
         text.print(shown)
         assert "waiting for a worker: queue 'nobody.rs_unserved'" in text.export_text()

@@ -75,6 +75,10 @@ from .serializers import MsgpackSerializer as MsgpackSerializer
 from .serializers import PickleSerializer as PickleSerializer
 from .serializers import Serializer as Serializer
 from .settings import Settings as Settings
+from .snapshot import ProcessorFigures as ProcessorFigures
+from .snapshot import RateWindow as RateWindow
+from .snapshot import RunSnapshot as RunSnapshot
+from .snapshot import StreamFigures as StreamFigures
 from .stores import MemoryStore as MemoryStore
 from .stores import Store as Store
 from .supervisor import Supervisor as Supervisor
@@ -100,17 +104,21 @@ __all__ = (
     "OutputError",
     "PickleSerializer",
     "Processor",
+    "ProcessorFigures",
     "ProcessorNotFoundError",
+    "RateWindow",
     "RegistrationError",
     "Run",
     "RunCancelledError",
     "RunFailedError",
     "RunNotFoundError",
+    "RunSnapshot",
     "SerializationError",
     "Serializer",
     "Settings",
     "SignatureError",
     "Store",
+    "StreamFigures",
     "Supervisor",
     "UnresolvedFlowError",
     "UpstreamError",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import time
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
@@ -38,6 +39,9 @@ T = TypeVar("T")
 D = TypeVar("D")
 _MISSING: Any = object()
 _PRUNE_AT = 64
+#: How often a reader working through one batch records how far it has got.
+_PROGRESS_EVERY = 1.0
+_MAX_STRIDE = 256
 
 
 # A frozen msgspec Struct rather than a frozen dataclass: constructing one is
@@ -245,10 +249,41 @@ class IO(Generic[T]):
         return self._track(self._stream())
 
     async def _stream(self) -> AsyncGenerator[T]:
+        if self._reader is None or self._shared:
+            async with aclosing(self._chunks()) as chunks:
+                async for values in chunks:
+                    for value in values:
+                        yield value
+            return
+        # A reader's cursor is recorded when it reads the next batch: while it
+        # works through a long one, value by value, record its progress every
+        # ``_PROGRESS_EVERY`` seconds too, or its backlog would look stuck at the
+        # size of the batch for as long as that takes. Values that come fast are
+        # counted in strides, to look at the clock seldom.
+        position = 0
         async with aclosing(self._chunks()) as chunks:
             async for values in chunks:
+                done, since = 0, time.monotonic()
+                looked, stride, left = since, 1, 1
                 for value in values:
                     yield value
+                    left -= 1
+                    if left:
+                        continue
+                    done += stride
+                    now = time.monotonic()
+                    if now - since >= _PROGRESS_EVERY:
+                        await self._record_progress(position + done)
+                        since = now
+                    stride = min(stride * 2, _MAX_STRIDE) if now - looked < 0.01 else 1
+                    looked, left = now, stride
+                position += len(values)
+
+    async def _record_progress(self, position: int) -> None:
+        ctx = self._ctx
+        await ctx.store.read(
+            ctx.run_id, self.name, position, timeout=0, reader=self._reader
+        )
 
     def __aiter__(self) -> AsyncIterator[T]:
         return self.stream()

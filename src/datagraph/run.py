@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -12,19 +13,32 @@ import msgspec
 from . import _plan
 from ._errors import Failure, encode_failure
 from ._jobs import HISTORY, dispatch_ready, dispatched_state, jobs_of, settle
-from ._streams import CANCELLED_FIELD, dispatch_claim, done_stream, state_field
+from ._streams import (
+    CANCELLED_FIELD,
+    CREATED_FIELD,
+    dispatch_claim,
+    done_stream,
+    state_field,
+)
 from .exceptions import (
     CorruptRunError,
     DatagraphError,
     RunCancelledError,
     RunFailedError,
+    RunNotFoundError,
     UpstreamError,
 )
 from .io import IO
-from .snapshot import ProcessorFigures, RunSnapshot, StreamFigures
+from .snapshot import (
+    ProcessorFigures,
+    RunSnapshot,
+    StreamFigures,
+    average_rate,
+    follow,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import AsyncGenerator, Mapping
 
     from ._context import RunContext
     from ._plan import Plan, ProcessorState
@@ -99,14 +113,41 @@ class Run(dict[str, IO[Any]]):
             result[proc.name] = state
         return result
 
+    async def created(self) -> float | None:
+        """Return when the run was started (seconds since the epoch).
+
+        Returns:
+            The time, or None when what the store holds is not a time.
+
+        Raises:
+            RunNotFoundError: the run was deleted or has expired.
+        """
+        fields = await self._ctx.store.get_fields(self.id, [CREATED_FIELD])
+        raw = fields.get(CREATED_FIELD)
+        if raw is None:
+            msg = f"run {self.id} no longer exists (it was deleted or expired)"
+            raise RunNotFoundError(msg)
+        try:
+            return float(raw.decode())
+        except (UnicodeDecodeError, ValueError):
+            return None
+
     async def snapshot(self) -> RunSnapshot:
-        """Return the live figures of every stream and processor of the run."""
+        """Return the live figures of every stream and processor of the run.
+
+        Streams have no recent ``rate`` (it takes two snapshots): ``follow()``
+        adds it.
+        """
         store, plan = self._ctx.store, self.plan
         states = await self.states()
+        taken_at = time.time()
         streams = {}
         for name in plan.streams:
-            state = await store.state(self.id, name)
+            producer = plan.producer_of(name)
+            # Cursors before the length: read the other way round, a reader
+            # could be past the length read (a negative backlog).
             cursors = await store.cursors(self.id, name)
+            state = await store.state(self.id, name)
             readers = {
                 p.name: cursors[p.name]
                 for p in plan.consumers_of(name)
@@ -115,14 +156,19 @@ class Run(dict[str, IO[Any]]):
             streaming = [
                 readers[p.name] for p in plan.consumers_of(name) if p.name in readers
             ]
+            writer = states[producer] if producer is not None else None
+            until = (writer.ended if writer and state.ended else None) or taken_at
             streams[name] = StreamFigures(
                 name=name,
-                producer=plan.producer_of(name),
+                producer=producer,
                 written=state.length,
                 ended=state.ended,
                 failed=state.error is not None,
                 readers=readers,
-                backlog=state.length - min(streaming) if streaming else 0,
+                backlog=max(0, state.length - min(streaming)) if streaming else 0,
+                average=average_rate(state.length, writer.started, until)
+                if writer is not None
+                else None,
             )
         processors = {
             proc.name: _figures(proc.name, proc.wait, proc.instances, states[proc.name])
@@ -131,9 +177,29 @@ class Run(dict[str, IO[Any]]):
         return RunSnapshot(
             run_id=self.id,
             status=await self.status(states),
+            taken_at=taken_at,
             streams=streams,
             processors=processors,
+            created=await self.created(),
         )
+
+    def follow(
+        self, *, interval: float = 0.5, window: float = 2.0
+    ) -> AsyncGenerator[RunSnapshot]:
+        """Take snapshots of the run until it has finished, with rates.
+
+        ``async for snapshot in run.follow(): ...`` gets a snapshot every
+        ``interval`` seconds, from any process attached to the run's store; each
+        open stream carries its recent ``rate`` (over ``window`` seconds, see
+        ``RateWindow``). The last one yielded is the first that shows the run
+        ``finished``: it comes as soon as the run ends, not up to ``interval``
+        later. Failures are in the snapshots; nothing is raised for them.
+
+        Raises:
+            RunNotFoundError: the run was deleted or has expired.
+            StoreError: the store failed (or cannot be reached).
+        """
+        return follow(self, interval=interval, window=window)
 
     async def status(
         self, states: Mapping[str, ProcessorState] | None = None

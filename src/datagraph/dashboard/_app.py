@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from contextlib import aclosing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -65,7 +66,7 @@ class _Api:
         try:
             run = await self.supervisor.get_run(run_id)
             # The supervisor remembers plans: make sure the run is still there.
-            await _model.created_at(self.supervisor.store, run_id)
+            await run.created()
         except RunNotFoundError:
             raise HTTPException(404, f"no run {run_id!r} in the store") from None
         return run
@@ -76,11 +77,8 @@ class _Api:
         Raises:
             RunNotFoundError: the run was deleted (or expired).
         """
-        created = await _model.created_at(self.supervisor.store, run.id)
-        snapshot = await run.snapshot()
-        return _model.run_detail(
-            run, snapshot, created=created, rates=self.rates.rates(snapshot)
-        )
+        snapshot = self.rates.add(await run.snapshot())
+        return _model.run_detail(run, snapshot)
 
     async def meta(self, request: Request) -> Response:
         return JSONResponse(_model.meta())
@@ -91,12 +89,11 @@ class _Api:
         except ValueError:
             return _error(400, "limit must be a whole number")
         limit = max(0, min(limit, MAX_RUNS))
-        store = self.supervisor.store
         created: dict[str, float | None] = {}
         runs = []
         for run in await self.supervisor.list_runs():
             try:
-                created[run.id] = await _model.created_at(store, run.id)
+                created[run.id] = await run.created()
             except RunNotFoundError:
                 if not isinstance(run, CorruptRun):
                     continue  # deleted since it was listed
@@ -130,9 +127,9 @@ class _Api:
     async def events(self, request: Request) -> Response:
         """Send the run's details as server-sent events until the run finishes.
 
-        Each ``snapshot`` event holds what ``GET /api/runs/{id}`` returns; an
-        ``end`` event follows the first snapshot of the finished run, and the
-        response ends.
+        Each ``snapshot`` event holds what ``GET /api/runs/{id}`` returns, from
+        ``Run.follow()``; an ``end`` event follows the first snapshot of the
+        finished run (as soon as it finishes), and the response ends.
         """
         try:
             interval = float(request.query_params.get("interval", DEFAULT_INTERVAL))
@@ -146,9 +143,15 @@ class _Api:
         async def stream() -> AsyncIterator[str]:
             # Tells EventSource how long to wait before reconnecting (ms).
             yield f"retry: {round(max(interval, 1.0) * 1000)}\n\n"
-            while True:
+            while True:  # again after an error of the store, which may pass
                 try:
-                    detail = await self._detail(run)
+                    follow = run.follow(interval=interval, window=self.rates.window)
+                    async with aclosing(follow) as snapshots:
+                        async for snapshot in snapshots:
+                            detail = _model.run_detail(run, snapshot)
+                            yield f"event: snapshot\ndata: {_dumps(detail)}\n\n"
+                    yield "event: end\ndata: {}\n\n"
+                    return
                 except RunNotFoundError:
                     gone = f"no run {run.id!r} in the store (deleted)"
                     yield f"event: failure\ndata: {_dumps({'error': gone})}\n\n"
@@ -159,11 +162,6 @@ class _Api:
                 except StoreError as exc:
                     error = f"the store cannot be read: {exc}"
                     yield f"event: failure\ndata: {_dumps({'error': error})}\n\n"
-                else:
-                    yield f"event: snapshot\ndata: {_dumps(detail)}\n\n"
-                    if detail["finished"]:
-                        yield "event: end\ndata: {}\n\n"
-                        return
                 await anyio.sleep(interval)
 
         return StreamingResponse(

@@ -319,8 +319,10 @@
   }
 
   function renderHeader(d) {
-    paintBadge($("run-status"), d.status, runColors(d.status));
-    $("run-status").dataset.status = d.status;
+    // The phase, not the status: "failing" while a failed run's processors run on.
+    const phase = d.phase || d.status;
+    paintBadge($("run-status"), phase, runColors(phase));
+    $("run-status").dataset.status = phase;
     $("run-live").hidden = d.finished;
     const procs = Object.values(d.processors);
     const ends = procs.map((p) => p.ended).filter((t) => t != null);

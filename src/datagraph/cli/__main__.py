@@ -1,0 +1,5 @@
+"""``python -m datagraph.cli``: the ``datagraph`` command."""
+
+from . import main
+
+main()

@@ -26,18 +26,13 @@ from typing import IO, TYPE_CHECKING
 
 import pytest
 
+from _redis_servers import free_port
+
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 READY_TIMEOUT = 60.0
-
-
-def free_port() -> int:
-    """Return a TCP port that is free on 127.0.0.1 right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _pids_by_parent() -> dict[int, list[int]]:

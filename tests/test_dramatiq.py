@@ -20,6 +20,7 @@ import pytest
 from dramatiq.brokers.stub import StubBroker
 
 from _dramatiq_workers import ROOT, dramatiq_workers, worker_env
+from _redis_servers import free_port
 from datagraph import (
     Flow,
     IOVal,
@@ -279,9 +280,7 @@ async def test_a_broker_that_cannot_be_reached_is_a_clear_error(
 ) -> None:
     from dramatiq.brokers.redis import RedisBroker
 
-    from conftest import _free_port
-
-    broker = RedisBroker(url=f"redis://127.0.0.1:{_free_port()}/0")  # type: ignore[no-untyped-call]
+    broker = RedisBroker(url=f"redis://127.0.0.1:{free_port()}/0")  # type: ignore[no-untyped-call]
     starter = Supervisor(
         redis_config={"url": redis_url, "prefix": redis_prefix},
         executor=DramatiqExecutor(broker),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -11,6 +10,7 @@ import anyio
 import pytest
 from anyio import wait_all_tasks_blocked
 
+from _redis_servers import free_port
 from datagraph.exceptions import StoreConnectionError, StoreError
 from datagraph.stores import Batch, StreamState
 from datagraph.stores.redis import RedisStore, _parse_url
@@ -19,12 +19,6 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
 
 pytestmark = pytest.mark.redis
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def run_keys(store: RedisStore) -> list[str]:
@@ -136,7 +130,7 @@ async def test_run_ids_with_braces_are_refused(
 # ------------------------------------------------------------------ connections
 @pytest.mark.anyio
 async def test_connection_error_names_the_url_but_not_the_password() -> None:
-    port = _free_port()  # nothing listens there
+    port = free_port()  # nothing listens there
     store = RedisStore(f"redis://alice:hunter2@127.0.0.1:{port}/0")
     with pytest.raises(StoreConnectionError) as info:
         await store.append("run", "s", 0, 1, b"x")

@@ -10,7 +10,16 @@ from typing import Annotated
 import anyio
 import pytest
 
-from datagraph import IO, Depends, Flow, IOVal, Processor, RunFailedError
+from datagraph import (
+    IO,
+    Depends,
+    Flow,
+    IOVal,
+    Processor,
+    RunFailedError,
+    Store,
+    Supervisor,
+)
 from datagraph.testing import run_flow, run_flow_sync
 
 
@@ -105,6 +114,24 @@ async def test_settings_reach_the_run() -> None:
     outputs = await run_flow(FLOW, inputs={"numbers": range(50)}, batch_size=4)
     assert outputs["small"] == [0, 2, 4, 6, 8]
     assert outputs["big"] == list(range(10, 100, 2))
+
+
+@pytest.mark.anyio
+async def test_a_supervisor_of_the_tests_runs_it_on_its_store(
+    supervisor: Supervisor, store: Store
+) -> None:
+    outputs = await run_flow(
+        FLOW,
+        {"numbers": [1, 6]},
+        overrides={get_factor: lambda: 3},
+        supervisor=supervisor,
+    )
+    assert outputs == {"small": [3], "big": [18]}
+    (run_id,) = await store.list_runs()  # on the test's store (memory or Redis)
+    assert await supervisor.store.get_fields(run_id)  # still open
+    with pytest.raises(TypeError, match=r"settings \['batch_size'\] given with"):
+        await run_flow(FLOW, {"numbers": [1]}, supervisor=supervisor, batch_size=2)
+    assert supervisor.dependency_provider.overrides == {}  # back as it was
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])

@@ -1,9 +1,10 @@
 """Testing flows, and testing stores.
 
 ``run_flow`` feeds a flow's inputs and collects its outputs in one call, on a
-fresh ``MemoryStore``, with dependency overrides; ``run_flow_sync`` does it from
-a test that is not async. The store conformance suite for store authors is in
-``datagraph.testing.conformance`` (it needs pytest: ``datagraph[testing]``).
+fresh ``MemoryStore`` (or a supervisor of the test's), with dependency overrides;
+``run_flow_sync`` does it from a test that is not async. The store conformance
+suite for store authors is in ``datagraph.testing.conformance`` (it needs pytest:
+``datagraph[testing]``).
 """
 
 from __future__ import annotations
@@ -34,12 +35,14 @@ async def run_flow(
     overrides: Mapping[Callable[..., Any], Callable[..., Any]] | None = None,
     all_outputs: bool = False,
     timeout: float | None = 30,
+    supervisor: Supervisor | None = None,
     **settings: Any,
 ) -> dict[str, list[Any]]:
     """Run a resolved flow to its end on a new ``MemoryStore`` and collect its outputs.
 
     The processors run in this process (``LocalExecutor``), on the calling event
     loop; values are encoded and decoded as in production (``MsgpackSerializer``).
+    Pass ``supervisor`` to run the flow on its store and executor instead.
 
     Args:
         flow: a resolved flow.
@@ -49,7 +52,10 @@ async def run_flow(
         all_outputs: collect every stream of the run, not just the flow's outputs.
         timeout: seconds the whole run may take (None: no limit); a test of a flow
             that hangs then fails instead of hanging too.
-        **settings: settings of the run's supervisor, e.g. ``batch_size=4``.
+        supervisor: run on this supervisor (which stays open) instead of a new
+            one on a ``MemoryStore``.
+        **settings: settings of the new supervisor, e.g. ``batch_size=4`` (not
+            with ``supervisor``: it has its settings).
 
     Returns:
         The values of each output stream (each stream with ``all_outputs=True``).
@@ -59,16 +65,22 @@ async def run_flow(
             ``UpstreamError`` (with the processor's traceback).
         TimeoutError: the run took longer than ``timeout``.
         DatagraphError: the flow cannot start (unresolved, a missing input...).
+        TypeError: settings given with ``supervisor``.
     """
     values = [
         IOVal(name, value) for name, items in (inputs or {}).items() for value in items
     ]
-    async with Supervisor(
-        store=MemoryStore(), executor=LocalExecutor(), **settings
-    ) as supervisor:
-        with contextlib.ExitStack() as overridden, anyio.fail_after(timeout):
-            for dependency, replacement in (overrides or {}).items():
-                overridden.enter_context(supervisor.override(dependency, replacement))
+    async with contextlib.AsyncExitStack() as stack:
+        if supervisor is None:
+            supervisor = await stack.enter_async_context(
+                Supervisor(store=MemoryStore(), executor=LocalExecutor(), **settings)
+            )
+        elif settings:
+            msg = f"settings {sorted(settings)} given with a supervisor of its own"
+            raise TypeError(msg)
+        for dependency, replacement in (overrides or {}).items():
+            stack.enter_context(supervisor.override(dependency, replacement))
+        with anyio.fail_after(timeout):
             run = await supervisor.start_flow(flow, values, all_outputs=all_outputs)
             await run.wait()
             return {name: await io.collect() for name, io in run.items()}

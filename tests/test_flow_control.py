@@ -17,6 +17,7 @@ from datagraph import (
     Store,
     Supervisor,
 )
+from datagraph.testing import run_flow
 
 pytestmark = pytest.mark.anyio
 
@@ -126,13 +127,13 @@ async def test_waiting_readers_and_external_readers_never_block_a_producer(
     supervisor: Supervisor,
 ) -> None:
     flow = Flow.from_processors(source, late).resolve()
-    with anyio.fail_after(TIMEOUT):
-        run = await supervisor.start_flow(
-            flow, inputs=[IOVal("fc_n", 2_000)], all_outputs=True
-        )
-        await run.wait()  # nobody read fc_numbers while it was written
-        assert await run["fc_late_total"].collect() == [sum(range(2_000))]
-        assert len(await run["fc_numbers"].collect()) == 2_000
+    # run_flow reads the outputs once the run is over: nobody read fc_numbers
+    # while it was written.
+    outputs = await run_flow(
+        flow, {"fc_n": [2_000]}, all_outputs=True, supervisor=supervisor
+    )
+    assert outputs["fc_late_total"] == [sum(range(2_000))]
+    assert len(outputs["fc_numbers"]) == 2_000
 
 
 quitter = Processor(name="fc_quitter", inputs=["fc_numbers"], outputs=["fc_first"])
@@ -147,10 +148,8 @@ async def test_a_reader_that_finished_early_stops_holding_the_producer(
     supervisor: Supervisor,
 ) -> None:
     flow = Flow.from_processors(source, quitter).resolve()
-    with anyio.fail_after(TIMEOUT):
-        run = await supervisor.start_flow(flow, inputs=[IOVal("fc_n", 2_000)])
-        await run.wait()
-        assert await run["fc_first"].collect() == [0]
+    outputs = await run_flow(flow, {"fc_n": [2_000]}, supervisor=supervisor)
+    assert outputs == {"fc_first": [0]}
 
 
 double = Processor(name="fc_double", inputs=["fc_numbers"], outputs=["fc_doubled"])
@@ -194,12 +193,10 @@ async def test_nothing_is_trimmed_when_a_run_hands_back_every_stream(
     supervisor: Supervisor,
 ) -> None:
     flow = Flow.from_processors(source, double).resolve()
-    with anyio.fail_after(TIMEOUT):
-        run = await supervisor.start_flow(
-            flow, inputs=[IOVal("fc_n", 3_000)], all_outputs=True
-        )
-        await run.wait()
-        assert await run["fc_numbers"].collect() == list(range(3_000))
+    outputs = await run_flow(
+        flow, {"fc_n": [3_000]}, all_outputs=True, supervisor=supervisor
+    )
+    assert outputs["fc_numbers"] == list(range(3_000))
 
 
 retried = Processor(

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+import textwrap
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Annotated
 
 import anyio
@@ -21,6 +24,7 @@ from datagraph import (
     Supervisor,
 )
 from datagraph.testing import run_flow, run_flow_sync
+from datagraph.testing.conformance import StoreContract
 
 
 def get_factor() -> int:
@@ -155,3 +159,48 @@ def test_the_kit_imports_without_pytest() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout == "conformance needs pytest\n"
+
+
+def test_the_public_names() -> None:
+    import datagraph.testing
+    import datagraph.testing.conformance
+
+    assert datagraph.testing.__all__ == ["run_flow", "run_flow_sync"]
+    assert datagraph.testing.conformance.__all__ == ["StoreContract"]
+
+
+def test_a_store_author_runs_the_contract_in_a_few_lines(tmp_path: Path) -> None:
+    # The README's recipe, in a project of the author's own: every contract test
+    # is collected for their store, on both loops, and passes.
+    (tmp_path / "test_my_store.py").write_text(
+        textwrap.dedent(
+            """
+            import pytest
+            from datagraph.stores.memory import MemoryStore
+            from datagraph.testing.conformance import StoreContract
+
+            class MyStore(MemoryStore):
+                pass
+
+            class TestMyStore(StoreContract):
+                @pytest.fixture
+                def store_factory(self):
+                    shared = MyStore()  # its data is in the object
+                    return lambda: shared
+            """
+        )
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    contract = [n for n in dir(StoreContract) if n.startswith("test_")]
+    assert len(contract) > 50
+    passed = re.search(r"(\d+) passed", result.stdout)
+    assert passed, result.stdout
+    assert int(passed.group(1)) >= 2 * len(contract)  # each on asyncio and trio

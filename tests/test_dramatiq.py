@@ -19,8 +19,9 @@ import anyio
 import pytest
 from dramatiq.brokers.stub import StubBroker
 
-from _dramatiq_workers import ROOT, dramatiq_workers, worker_env
+from _dramatiq_workers import dramatiq_workers, worker_env
 from _redis_servers import free_port
+from _worker_processes import ROOT
 from datagraph import (
     Flow,
     IOVal,
@@ -65,7 +66,7 @@ class Services:
         )
 
     def log(self) -> str:
-        return "\n".join(f"--- {w}\n{w.log()}" for w in self.workers)
+        return "\n".join(f"--- {w}\n{w.log.text()}" for w in self.workers)
 
 
 class ServicePool:

@@ -1,9 +1,9 @@
 """Killing workers during a run and timing their recovery (test_crash_recovery.py).
 
-Works with any engine whose worker handle can list its pool children, SIGKILL one
-of them, SIGKILL the whole worker and start it again (``Worker`` below): the
-Celery handles of tests/_workers.py and the Dramatiq ones of
-tests/_dramatiq_workers.py both can.
+Works with any engine's worker handle (``_worker_processes.WorkerProcess``): it
+lists its pool children, SIGKILLs one of them or the whole worker, and starts it
+again; the Celery handles of tests/_workers.py and the Dramatiq ones of
+tests/_dramatiq_workers.py are both such handles.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import os
 import random
 import time
 from collections import Counter
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 import anyio
 import anyio.abc
@@ -24,25 +24,11 @@ from crash_services import flow
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from _worker_processes import WorkerProcess as Worker
     from datagraph import Run
     from datagraph._plan import ProcessorState
 
 CHILD, WHOLE = "pool child", "whole worker"
-
-
-class Worker(Protocol):
-    """What the crash test needs of a running worker of some engine."""
-
-    @property
-    def pid(self) -> int: ...
-
-    def children(self) -> list[int]: ...
-
-    def kill_child(self, pid: int) -> None: ...
-
-    def kill(self) -> None: ...
-
-    def restart(self, *, wait: bool = True) -> Worker: ...
 
 
 @dataclasses.dataclass

@@ -18,164 +18,34 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import TYPE_CHECKING, Self
 
 import pytest
+
+from _redis_servers import free_port
+from _worker_processes import ROOT, WorkerProcess
+from _worker_processes import stop_workers as stop_workers
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
 
-ROOT = Path(__file__).resolve().parents[1]
 READY_TIMEOUT = 60.0
 
 
-def free_port() -> int:
-    """Return a TCP port that is free on 127.0.0.1 right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _pids_by_parent() -> dict[int, list[int]]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue  # gone meanwhile
-        # "pid (comm) state ppid ...": comm may hold spaces and parentheses.
-        ppid = int(stat.rpartition(")")[2].split()[1])
-        children.setdefault(ppid, []).append(int(entry.name))
-    return children
-
-
-class _Log:
-    """Lines of a subprocess's output, read by a thread, with waits on them."""
-
-    def __init__(self, stream: IO[str]) -> None:
-        self._stream_file = stream
-        self.lines: list[str] = []
-        self._changed = threading.Condition()
-        self._closed = False
-        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
-        self._thread.start()
-
-    def _read(self, stream: IO[str]) -> None:
-        for line in stream:
-            with self._changed:
-                self.lines.append(line.rstrip("\n"))
-                self._changed.notify_all()
-        with self._changed:
-            self._closed = True
-            self._changed.notify_all()
-
-    def wait_for(self, text: str, timeout: float) -> bool:
-        """Wait until a line contains ``text``; False if the output ended first."""
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while not any(text in line for line in self.lines):
-                left = deadline - time.monotonic()
-                if self._closed or left <= 0:
-                    return False
-                self._changed.wait(left)
-            return True
-
-    def close(self) -> None:
-        """Wait for the output to end (the process exited), then close it."""
-        self._thread.join(10)
-        self._stream_file.close()
-
-    def text(self) -> str:
-        """Everything read so far."""
-        with self._changed:
-            return "\n".join(self.lines)
-
-
-@dataclasses.dataclass
-class Worker:
-    """A running worker process (``celery -A <app> worker``...) and its start.
-
-    ``ready`` is the text of the output line that says it consumes.
-    """
-
-    app: str
-    argv: list[str]
-    env: dict[str, str]
-    process: subprocess.Popen[str]
-    log: _Log
-    ready: str = " ready."
-
-    @property
-    def pid(self) -> int:
-        """The worker's main process."""
-        return self.process.pid
+class Worker(WorkerProcess):
+    """A running ``celery -A <app> worker`` (or another engine's worker command)."""
 
     @property
     def name(self) -> str:
         """The worker's node name (``-n``)."""
         return self.argv[self.argv.index("-n") + 1]
 
-    def children(self) -> list[int]:
-        """The pids of the pool's child processes (none for threads and solo)."""
-        return sorted(_pids_by_parent().get(self.pid, []))
-
-    def kill_child(self, pid: int) -> None:
-        """SIGKILL one pool child (the prefork pool then starts a new one)."""
-        if pid not in self.children():
-            msg = f"{pid} is not a pool child of worker {self.name} ({self.pid})"
-            raise ValueError(msg)
-        os.kill(pid, signal.SIGKILL)
-
-    def kill(self) -> None:
-        """SIGKILL the whole worker: the main process and its pool children."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait()
-        self.log.close()  # else a killed worker's pipe stays open: ResourceWarning
-
-    def stop(self, timeout: float = 15) -> None:
-        """Shut the worker down warmly (SIGTERM), or kill it after ``timeout``."""
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.process.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(timeout)
-        self.kill()  # whatever is left of the group
-        self.log.close()
-
-    def restart(self, *, wait: bool = True) -> Worker:
-        """Start a new worker with the same arguments (after kill or stop)."""
-        self.stop()
-        return start_process(
-            self.app, self.argv, env=self.env, ready=self.ready, wait=wait
-        )
-
-    def wait_ready(self, timeout: float = READY_TIMEOUT) -> Worker:
+    def wait_ready(self, timeout: float = READY_TIMEOUT) -> Self:
         """Wait until Celery says the worker consumes; fail the test if it won't."""
-        if not self.log.wait_for(self.ready, timeout):
-            self.kill()
-            pytest.fail(
-                f"worker {self.app} did not become ready; its output:\n"
-                f"{self.log.text()}",
-                pytrace=False,
-            )
-        return self
-
-
-def stop_workers(*workers: Worker, timeout: float = 15) -> None:
-    """Stop several workers at once (each warm shutdown takes seconds)."""
-    for worker in workers:
-        if worker.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                worker.process.terminate()
-    for worker in workers:
-        worker.stop(timeout)
+        return super().wait_ready(timeout)
 
 
 def restart_workers(*workers: Worker) -> list[Worker]:
@@ -242,17 +112,7 @@ def start_process(
         ready: text of the output line that says it consumes.
         wait: wait for that line.
     """
-    process = subprocess.Popen(
-        argv,
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,  # its own process group: kill() takes the pool too
-    )
-    assert process.stdout is not None
-    worker = Worker(app, argv, env, process, _Log(process.stdout), ready)
+    worker = Worker(app, argv, env, ready=ready)
     return worker.wait_ready() if wait else worker
 
 

@@ -2,14 +2,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import time
 import uuid
 from typing import TYPE_CHECKING, cast
 
 import pytest
 
+from _redis_servers import RedisServer
 from _workers import broker_url as broker_url  # Celery's brokers (test_celery.py)
 from _workers import rabbitmq_url as rabbitmq_url
 from datagraph import LocalExecutor, Supervisor
@@ -27,29 +25,13 @@ def anyio_backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _answers_ping(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(64).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The URL of a Redis server: ``$REDIS_URL``, else a throwaway local server."""
     if url := os.environ.get("REDIS_URL"):
         yield url
         return
-    exe = shutil.which("redis-server") or shutil.which("valkey-server")
-    if exe is None:
+    if shutil.which("redis-server") is None and shutil.which("valkey-server") is None:
         pytest.fail(
             "the Redis tests need a Redis server: install one "
             "(apt-get install -y redis-server) so the tests can start it, or set "
@@ -57,40 +39,22 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             pytrace=False,
         )
     workdir = tmp_path_factory.mktemp("redis")
-    log = workdir / "redis.log"
     for _attempt in range(3):  # the free port may be taken before the server binds
-        port = _free_port()
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                 "--appendonly", "no", "--dir", str(workdir)],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        deadline = time.monotonic() + 10
-        while proc.poll() is None and time.monotonic() < deadline:
-            if _answers_ping(port):
-                break
-            time.sleep(0.02)  # polling a process we started; no event to wait on
-        if proc.poll() is None and _answers_ping(port):
+        server = RedisServer(workdir)
+        try:
+            server.start()
             break
-        proc.kill()
-        proc.wait()
+        except RuntimeError as exc:
+            failure = exc
     else:
         pytest.fail(
-            f"could not start {exe} (see its output below); set REDIS_URL to use "
-            f"a running server instead\n{log.read_text(errors='replace')}",
+            f"{failure}\nset REDIS_URL to use a running server instead",
             pytrace=False,
         )
     try:
-        yield f"redis://127.0.0.1:{port}/0"
+        yield server.url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        server.stop()
 
 
 @pytest.fixture

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
-    from _crash import Worker
+    from _worker_processes import WorkerProcess
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis, pytest.mark.timeout(180)]
 
@@ -63,7 +63,7 @@ class Cluster:
             DATAGRAPH_WORKER_BACKEND=backend,
             **crash_env(crash_dir, LEASE),
         )
-        self.workers: dict[str, Worker] = {}
+        self.workers: dict[str, WorkerProcess] = {}
 
     def executor(self) -> Executor:
         """A new executor of the engine, for the test's supervisor."""
@@ -86,7 +86,7 @@ class Cluster:
         """Wait until every worker serves; stop them all if one does not."""
         try:
             for worker in self.workers.values():
-                worker.wait_ready()  # type: ignore[attr-defined]
+                worker.wait_ready()
         except BaseException:
             self.stop()
             raise

@@ -376,7 +376,27 @@ async def test_events_stream_snapshots_until_the_run_ends(store: Store) -> None:
         return (await run.snapshot()).streams["dash_values"].written == 2
 
     await wait_until(two_written, "2 values written")
-    async with api(supervisor) as client:
+    app = create_app(supervisor)
+    two_snapshots_sent = anyio.Event()
+    sent = 0
+
+    async def counting(scope: Any, receive: Any, send: Any) -> None:
+        """The app, counting the snapshots it sends (the client sees them at end)."""
+
+        async def send_counted(message: Any) -> None:
+            nonlocal sent
+            if message["type"] == "http.response.body":
+                sent += message.get("body", b"").count(b"event: snapshot")
+                if sent >= 2:
+                    two_snapshots_sent.set()
+            await send(message)
+
+        await app(scope, receive, send_counted)
+
+    transport = httpx.ASGITransport(app=counting)
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://localhost"
+    ) as client:
         bad = await client.get(f"/api/runs/{run.id}/events", params={"interval": "x"})
         result: list[httpx.Response] = []
 
@@ -389,7 +409,7 @@ async def test_events_stream_snapshots_until_the_run_ends(store: Store) -> None:
         with anyio.fail_after(TIMEOUT):
             async with anyio.create_task_group() as tg:
                 tg.start_soon(listen)
-                await anyio.sleep(0.3)  # a few snapshots of the paced run
+                await two_snapshots_sent.wait()  # of the paced run, still running
                 _pacer().release(4)
 
     assert bad.status_code == 400

@@ -20,22 +20,18 @@ from datagraph import (
     Supervisor,
     UpstreamError,
 )
+from datagraph.testing import run_flow
 
 pytestmark = pytest.mark.anyio
 
 TIMEOUT = 10
 
 
-async def _run(
-    supervisor: Supervisor, proc: Processor, inputs: list[IOVal[Any]], output: str
-) -> list[Any]:
-    """Run a one-processor flow and return the values of ``output``."""
+async def _run(supervisor: Supervisor, proc: Processor, xs: list[Any]) -> list[Any]:
+    """Run a one-processor flow from stream x; return the values of its stream y."""
     flow = Flow.from_processors(proc).resolve()
-    with anyio.fail_after(TIMEOUT):
-        run = await supervisor.start_flow(flow, inputs=inputs)
-        values = await run[output].collect()
-        await run.wait()
-    return values
+    outputs = await run_flow(flow, {"x": xs}, supervisor=supervisor, timeout=TIMEOUT)
+    return outputs["y"]
 
 
 # Dependencies (module level: they are the keys overrides refer to).
@@ -115,7 +111,7 @@ async def test_depends_as_default(supervisor: Supervisor) -> None:
         async for v in x.stream():
             yield v * factor
 
-    assert await _run(supervisor, proc, [IOVal("x", 1), IOVal("x", 2)], "y") == [2, 4]
+    assert await _run(supervisor, proc, [1, 2]) == [2, 4]
 
 
 async def test_depends_in_annotated(supervisor: Supervisor) -> None:
@@ -128,7 +124,7 @@ async def test_depends_in_annotated(supervisor: Supervisor) -> None:
         async for v in x.stream():
             yield v * factor
 
-    assert await _run(supervisor, proc, [IOVal("x", 3)], "y") == [6]
+    assert await _run(supervisor, proc, [3]) == [6]
 
 
 async def test_nested_and_async_dependencies(supervisor: Supervisor) -> None:
@@ -143,7 +139,7 @@ async def test_nested_and_async_dependencies(supervisor: Supervisor) -> None:
         async for v in x.stream():
             yield f"{v}:{offset}:{label}"
 
-    values = await _run(supervisor, proc, [IOVal("x", "a")], "y")
+    values = await _run(supervisor, proc, ["a"])
     assert values == ["a:101:async-101"]
 
 
@@ -156,7 +152,7 @@ async def test_dependencies_of_an_async_function(supervisor: Supervisor) -> None
     ) -> IOVal[str]:
         return IOVal("y", f"{label}{await x.first()}")
 
-    assert await _run(supervisor, proc, [IOVal("x", 7)], "y") == ["async7"]
+    assert await _run(supervisor, proc, [7]) == ["async7"]
 
 
 async def test_dependencies_of_a_sync_function_in_a_thread(
@@ -177,7 +173,7 @@ async def test_dependencies_of_a_sync_function_in_a_thread(
             yield v + offset
 
     before = len(RESOURCES)
-    assert await _run(supervisor, proc, [IOVal("x", 1), IOVal("x", 2)], "y") == [
+    assert await _run(supervisor, proc, [1, 2]) == [
         102,
         103,
     ]
@@ -200,7 +196,7 @@ async def test_a_dependency_is_resolved_once_per_call(supervisor: Supervisor) ->
         yield (a, b)
 
     CALLS.clear()
-    values = await _run(supervisor, proc, [IOVal("x", 0)], "y")
+    values = await _run(supervisor, proc, [0])
     assert values == [[1, 1]]  # msgpack hands tuples back as lists
     assert CALLS == ["counted"]
 
@@ -222,7 +218,7 @@ async def test_generator_dependency_is_cleaned_up(
             yield v
 
     before = len(RESOURCES)
-    assert await _run(supervisor, proc, [IOVal("x", 1), IOVal("x", 2)], "y") == [1, 2]
+    assert await _run(supervisor, proc, [1, 2]) == [1, 2]
     assert seen_open == [True, True]
     (resource,) = RESOURCES[before:]
     assert resource.closed
@@ -301,10 +297,10 @@ def _factor_processor(name: str) -> Processor:
 async def test_override_within_a_with_block(supervisor: Supervisor) -> None:
     proc = _factor_processor("di_override_with")
 
-    assert await _run(supervisor, proc, [IOVal("x", 3)], "y") == [6]
+    assert await _run(supervisor, proc, [3]) == [6]
     with supervisor.override(get_factor, lambda: 10):
-        assert await _run(supervisor, proc, [IOVal("x", 3)], "y") == [30]
-    assert await _run(supervisor, proc, [IOVal("x", 3)], "y") == [6]
+        assert await _run(supervisor, proc, [3]) == [30]
+    assert await _run(supervisor, proc, [3]) == [6]
 
 
 async def test_override_ends_when_the_with_block_raises(supervisor: Supervisor) -> None:
@@ -319,7 +315,7 @@ async def test_override_ends_when_the_with_block_raises(supervisor: Supervisor) 
         fail_inside_the_block()
 
     # The replacement must not leak into later runs.
-    assert await _run(supervisor, proc, [IOVal("x", 3)], "y") == [6]
+    assert await _run(supervisor, proc, [3]) == [6]
 
 
 async def test_override_through_the_dependency_provider(supervisor: Supervisor) -> None:
@@ -327,14 +323,14 @@ async def test_override_through_the_dependency_provider(supervisor: Supervisor) 
 
     supervisor.dependency_provider.override(get_factor, lambda: -1)
     try:
-        assert await _run(supervisor, proc, [IOVal("x", 3)], "y") == [-3]
+        assert await _run(supervisor, proc, [3]) == [-3]
     finally:
         supervisor.dependency_provider.clear()
-    assert await _run(supervisor, proc, [IOVal("x", 3)], "y") == [6]
+    assert await _run(supervisor, proc, [3]) == [6]
 
     supervisor.dependency_provider[get_factor] = lambda: 5
     try:
-        assert await _run(supervisor, proc, [IOVal("x", 3)], "y") == [15]
+        assert await _run(supervisor, proc, [3]) == [15]
     finally:
         supervisor.dependency_provider.clear()
 
@@ -350,8 +346,8 @@ async def test_override_of_a_nested_dependency(supervisor: Supervisor) -> None:
             yield v + offset
 
     with supervisor.override(get_base, lambda: 1000):
-        assert await _run(supervisor, proc, [IOVal("x", 1)], "y") == [1002]
-    assert await _run(supervisor, proc, [IOVal("x", 1)], "y") == [102]
+        assert await _run(supervisor, proc, [1]) == [1002]
+    assert await _run(supervisor, proc, [1]) == [102]
 
 
 async def test_override_with_an_async_replacement(supervisor: Supervisor) -> None:
@@ -362,7 +358,7 @@ async def test_override_with_an_async_replacement(supervisor: Supervisor) -> Non
         return 4
 
     with supervisor.override(get_factor, async_factor):
-        assert await _run(supervisor, proc, [IOVal("x", 3)], "y") == [12]
+        assert await _run(supervisor, proc, [3]) == [12]
 
 
 async def test_overrides_belong_to_one_supervisor(store: Store) -> None:
@@ -371,5 +367,5 @@ async def test_overrides_belong_to_one_supervisor(store: Store) -> None:
     plain = Supervisor(store=store, executor=LocalExecutor())
 
     with overridden.override(get_factor, lambda: 10):
-        assert await _run(overridden, proc, [IOVal("x", 3)], "y") == [30]
-        assert await _run(plain, proc, [IOVal("x", 3)], "y") == [6]
+        assert await _run(overridden, proc, [3]) == [30]
+        assert await _run(plain, proc, [3]) == [6]

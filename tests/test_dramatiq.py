@@ -19,7 +19,9 @@ import anyio
 import pytest
 from dramatiq.brokers.stub import StubBroker
 
-from _dramatiq_workers import ROOT, dramatiq_workers, worker_env
+from _dramatiq_workers import dramatiq_workers, worker_env
+from _redis_servers import free_port
+from _worker_processes import ROOT
 from datagraph import (
     Flow,
     IOVal,
@@ -64,7 +66,7 @@ class Services:
         )
 
     def log(self) -> str:
-        return "\n".join(f"--- {w}\n{w.log()}" for w in self.workers)
+        return "\n".join(f"--- {w}\n{w.log.text()}" for w in self.workers)
 
 
 class ServicePool:
@@ -279,9 +281,7 @@ async def test_a_broker_that_cannot_be_reached_is_a_clear_error(
 ) -> None:
     from dramatiq.brokers.redis import RedisBroker
 
-    from conftest import _free_port
-
-    broker = RedisBroker(url=f"redis://127.0.0.1:{_free_port()}/0")  # type: ignore[no-untyped-call]
+    broker = RedisBroker(url=f"redis://127.0.0.1:{free_port()}/0")  # type: ignore[no-untyped-call]
     starter = Supervisor(
         redis_config={"url": redis_url, "prefix": redis_prefix},
         executor=DramatiqExecutor(broker),

@@ -1,12 +1,23 @@
 """Backpressure and trimming: memory stays bounded, and nothing deadlocks."""
 
 from collections.abc import AsyncIterator
+from typing import Annotated
 
 import anyio
 import anyio.lowlevel
 import pytest
 
-from datagraph import IO, Flow, IOVal, LocalExecutor, Processor, Store, Supervisor
+from datagraph import (
+    IO,
+    Depends,
+    Flow,
+    IOVal,
+    LocalExecutor,
+    Processor,
+    Store,
+    Supervisor,
+)
+from datagraph.testing import run_flow
 
 pytestmark = pytest.mark.anyio
 
@@ -32,17 +43,36 @@ async def _source(fc_n: IO[int]) -> AsyncIterator[int]:
         await anyio.lowlevel.checkpoint()  # let the flusher run: small batches
 
 
-release = anyio.Event()
-reading = anyio.Event()
+class Gate:
+    """What a test shares with its processors (each test injects its own)."""
+
+    def __init__(self) -> None:
+        #: Set by the reader once it reads; the gated source starts then.
+        self.reading = anyio.Event()
+        #: The slow reader holds its first value until this is set.
+        self.release = anyio.Event()
+        #: How many values the gated source has handed over.
+        self.produced = 0
+        #: The total of each attempt of the retried processor.
+        self.attempts: list[int] = []
+
+
+def get_gate() -> Gate:
+    raise NotImplementedError("each test overrides get_gate with its own Gate")
+
+
+Shared = Annotated[Gate, Depends(get_gate)]
+
 gated = Processor(name="fc_gated", inputs=["fc_n"], outputs=["fc_numbers"])
 
 
 @gated
-async def _gated(fc_n: IO[int]) -> AsyncIterator[int]:
+async def _gated(fc_n: IO[int], gate: Shared) -> AsyncIterator[int]:
     # Readers count from their first read: start producing once the reader is in.
-    await reading.wait()
+    await gate.reading.wait()
     for i in range(await fc_n.first()):
         yield i
+        gate.produced += 1
         await anyio.lowlevel.checkpoint()
 
 
@@ -50,13 +80,13 @@ slow_reader = Processor(name="fc_slow", inputs=["fc_numbers"], outputs=["fc_tota
 
 
 @slow_reader
-async def _slow(fc_numbers: IO[int]) -> AsyncIterator[int]:
+async def _slow(fc_numbers: IO[int], gate: Shared) -> AsyncIterator[int]:
     total = 0
     values = fc_numbers.stream()
-    reading.set()  # its first read (below) records the reader before any checkpoint
+    gate.reading.set()  # its first read (below) records the reader before a checkpoint
     async for value in values:
         if value == 0:
-            await release.wait()
+            await gate.release.wait()
         total += value
     yield total
 
@@ -64,22 +94,21 @@ async def _slow(fc_numbers: IO[int]) -> AsyncIterator[int]:
 async def test_a_slow_reader_holds_the_producer_back(
     supervisor: Supervisor, store: Store
 ) -> None:
-    global release, reading
-    release, reading = anyio.Event(), anyio.Event()
+    gate = Gate()
     flow = Flow.from_processors(gated, slow_reader).resolve()
-    with anyio.fail_after(TIMEOUT):
+    bound = WINDOW + 2 * BATCH  # the window past the reader's first batch
+    with supervisor.override(get_gate, lambda: gate), anyio.fail_after(TIMEOUT):
         run = await supervisor.start_flow(flow, inputs=[IOVal("fc_n", 10_000)])
-        # Wait until the producer is stuck (the reader sits on its first value).
-        previous = -1
-        while True:
+        # The reader sits on its first value: the producer runs a window ahead...
+        while (written := (await store.state(run.id, "fc_numbers")).length) < WINDOW:
+            await anyio.wait_all_tasks_blocked()
+        # ...and no further, however long it is given.
+        for _ in range(50):
             await anyio.wait_all_tasks_blocked()
             written = (await store.state(run.id, "fc_numbers")).length
-            if written == previous and written > 0:  # started, then stuck
-                break
-            previous = written
-            await anyio.sleep(0.05)
-        assert 0 < written <= WINDOW + 2 * BATCH
-        release.set()
+            assert WINDOW <= written <= bound
+            assert gate.produced <= bound + BATCH  # at most a batch in hand
+        gate.release.set()
         assert await run["fc_total"].collect() == [sum(range(10_000))]
         await run.wait()
 
@@ -98,13 +127,13 @@ async def test_waiting_readers_and_external_readers_never_block_a_producer(
     supervisor: Supervisor,
 ) -> None:
     flow = Flow.from_processors(source, late).resolve()
-    with anyio.fail_after(TIMEOUT):
-        run = await supervisor.start_flow(
-            flow, inputs=[IOVal("fc_n", 2_000)], all_outputs=True
-        )
-        await run.wait()  # nobody read fc_numbers while it was written
-        assert await run["fc_late_total"].collect() == [sum(range(2_000))]
-        assert len(await run["fc_numbers"].collect()) == 2_000
+    # run_flow reads the outputs once the run is over: nobody read fc_numbers
+    # while it was written.
+    outputs = await run_flow(
+        flow, {"fc_n": [2_000]}, all_outputs=True, supervisor=supervisor
+    )
+    assert outputs["fc_late_total"] == [sum(range(2_000))]
+    assert len(outputs["fc_numbers"]) == 2_000
 
 
 quitter = Processor(name="fc_quitter", inputs=["fc_numbers"], outputs=["fc_first"])
@@ -119,10 +148,8 @@ async def test_a_reader_that_finished_early_stops_holding_the_producer(
     supervisor: Supervisor,
 ) -> None:
     flow = Flow.from_processors(source, quitter).resolve()
-    with anyio.fail_after(TIMEOUT):
-        run = await supervisor.start_flow(flow, inputs=[IOVal("fc_n", 2_000)])
-        await run.wait()
-        assert await run["fc_first"].collect() == [0]
+    outputs = await run_flow(flow, {"fc_n": [2_000]}, supervisor=supervisor)
+    assert outputs == {"fc_first": [0]}
 
 
 double = Processor(name="fc_double", inputs=["fc_numbers"], outputs=["fc_doubled"])
@@ -138,9 +165,9 @@ eager = Processor(name="fc_eager", inputs=["fc_numbers"], outputs=["fc_doubled"]
 
 
 @eager
-async def _eager(fc_numbers: IO[int]) -> AsyncIterator[int]:
+async def _eager(fc_numbers: IO[int], gate: Shared) -> AsyncIterator[int]:
     values = fc_numbers.stream()
-    reading.set()  # the gated source starts once this reader is in
+    gate.reading.set()  # the gated source starts once this reader is in
     async for value in values:
         yield value * 2
 
@@ -150,10 +177,9 @@ async def test_intermediate_streams_are_trimmed_and_outputs_kept(
 ) -> None:
     # Trimming needs every reader to have started while the producer still writes;
     # the gated source waits for its reader, so that holds on any schedule.
-    global reading
-    reading = anyio.Event()
+    gate = Gate()
     flow = Flow.from_processors(gated, eager).resolve()
-    with anyio.fail_after(TIMEOUT):
+    with supervisor.override(get_gate, lambda: gate), anyio.fail_after(TIMEOUT):
         run = await supervisor.start_flow(flow, inputs=[IOVal("fc_n", 3_000)])
         await run.wait()
         held = await store.read(run.id, "fc_numbers", 0, timeout=0)
@@ -167,27 +193,24 @@ async def test_nothing_is_trimmed_when_a_run_hands_back_every_stream(
     supervisor: Supervisor,
 ) -> None:
     flow = Flow.from_processors(source, double).resolve()
-    with anyio.fail_after(TIMEOUT):
-        run = await supervisor.start_flow(
-            flow, inputs=[IOVal("fc_n", 3_000)], all_outputs=True
-        )
-        await run.wait()
-        assert await run["fc_numbers"].collect() == list(range(3_000))
+    outputs = await run_flow(
+        flow, {"fc_n": [3_000]}, all_outputs=True, supervisor=supervisor
+    )
+    assert outputs["fc_numbers"] == list(range(3_000))
 
 
 retried = Processor(
     name="fc_retried", inputs=["fc_numbers"], outputs=["fc_sum"], retries=1
 )
-attempts: list[int] = []
 
 
 @retried
-async def _retried(fc_numbers: IO[int]) -> int:
+async def _retried(fc_numbers: IO[int], gate: Shared) -> int:
     total = 0
     async for value in fc_numbers.stream():
         total += value
-    attempts.append(total)
-    if len(attempts) == 1:
+    gate.attempts.append(total)
+    if len(gate.attempts) == 1:
         raise RuntimeError("first attempt fails after reading everything")
     return total
 
@@ -195,12 +218,12 @@ async def _retried(fc_numbers: IO[int]) -> int:
 async def test_inputs_of_a_processor_with_retries_are_kept_for_the_retry(
     supervisor: Supervisor, store: Store
 ) -> None:
-    attempts.clear()
+    gate = Gate()
     flow = Flow.from_processors(source, retried).resolve()
-    with anyio.fail_after(TIMEOUT):
+    with supervisor.override(get_gate, lambda: gate), anyio.fail_after(TIMEOUT):
         run = await supervisor.start_flow(flow, inputs=[IOVal("fc_n", 3_000)])
         assert await run["fc_sum"].collect() == [sum(range(3_000))]
         await run.wait()
-    assert attempts == [sum(range(3_000))] * 2
+    assert gate.attempts == [sum(range(3_000))] * 2
     held = await store.read(run.id, "fc_numbers", 0, timeout=0)
     assert held.chunks[0].start == 0

@@ -6,13 +6,13 @@ keeps a broken build from hanging the suite.
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import anyio
 import pytest
 from anyio import wait_all_tasks_blocked
 
-from datagraph import IO, Flow, IOVal, LocalExecutor, Processor, Supervisor
+from datagraph import IO, Depends, Flow, IOVal, LocalExecutor, Processor, Supervisor
 from datagraph.stores import Batch, Chunk
 
 if TYPE_CHECKING:
@@ -24,8 +24,11 @@ pytestmark = pytest.mark.anyio
 
 TIMEOUT = 20  # a hang guard only
 
-#: Set by each test in its own event loop; the source waits on it after its value.
-_gates: dict[str, anyio.Event] = {}
+
+def get_release() -> anyio.Event:
+    """The event the source waits on after its value (each test gives its own)."""
+    raise NotImplementedError("each test overrides get_release")
+
 
 idle_source = Processor(name="idle_source", inputs=["idle_n"], outputs=["idle_a"])
 idle_middle = Processor(name="idle_middle", inputs=["idle_a"], outputs=["idle_b"])
@@ -33,9 +36,11 @@ idle_last = Processor(name="idle_last", inputs=["idle_b"], outputs=["idle_c"])
 
 
 @idle_source
-async def _idle_source(idle_n: IO[int]) -> AsyncIterator[int]:
+async def _idle_source(
+    idle_n: IO[int], release: Annotated[anyio.Event, Depends(get_release)]
+) -> AsyncIterator[int]:
     yield await idle_n.first()
-    await _gates["release"].wait()  # idle until the caller has the value
+    await release.wait()  # idle until the caller has the value
 
 
 @idle_middle
@@ -64,9 +69,12 @@ async def test_an_idle_producers_value_crosses_every_stage(store: Store) -> None
     supervisor = Supervisor(
         store=store, executor=LocalExecutor(), batch_size=1000, flush_interval=3600
     )
-    _gates["release"] = release = anyio.Event()
+    release = anyio.Event()
     try:
-        with anyio.fail_after(TIMEOUT):
+        with (
+            supervisor.override(get_release, lambda: release),
+            anyio.fail_after(TIMEOUT),
+        ):
             run = await supervisor.start_flow(IDLE_FLOW, inputs=[IOVal("idle_n", 4)])
             got = []
             async for value in run["idle_c"].stream():
@@ -85,10 +93,13 @@ async def test_another_store_object_reads_an_idle_producers_value(
     supervisor = Supervisor(
         store=store, executor=LocalExecutor(), batch_size=1000, flush_interval=3600
     )
-    _gates["release"] = release = anyio.Event()
+    release = anyio.Event()
     reader = store_factory()
     try:
-        with anyio.fail_after(TIMEOUT):
+        with (
+            supervisor.override(get_release, lambda: release),
+            anyio.fail_after(TIMEOUT),
+        ):
             run = await supervisor.start_flow(IDLE_FLOW, inputs=[IOVal("idle_n", 1)])
             batch = await reader.read(run.id, "idle_c", 0, timeout=TIMEOUT)
             release.set()

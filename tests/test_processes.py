@@ -6,13 +6,14 @@ import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from pathlib import Path
+from typing import Annotated
 
 import anyio
 import pytest
 from anyio.abc import Process
 from anyio.streams.text import TextReceiveStream
 
-from datagraph import IO, Flow, IOVal, Processor, Supervisor, UpstreamError
+from datagraph import IO, Depends, Flow, IOVal, Processor, Supervisor, UpstreamError
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 
@@ -43,12 +44,18 @@ async def _child(module: str, *args: str) -> Process:
     )
 
 
-go = anyio.Event()
+def get_go() -> anyio.Event:
+    """Set once the other process saw the first half (each test gives its own)."""
+    raise NotImplementedError("each test overrides get_go")
+
+
 halting = Processor(name="mp_halting", inputs=["mp_count"], outputs=["mp_ticks"])
 
 
 @halting
-async def _halting(mp_count: IO[int]) -> AsyncIterator[int]:
+async def _halting(
+    mp_count: IO[int], go: Annotated[anyio.Event, Depends(get_go)]
+) -> AsyncIterator[int]:
     count = await mp_count.first()
     for i in range(count // 2):
         yield i
@@ -60,11 +67,10 @@ async def _halting(mp_count: IO[int]) -> AsyncIterator[int]:
 async def test_another_process_finds_a_run_by_id_and_streams_it(
     redis_url: str, prefix: str, anyio_backend: str
 ) -> None:
-    global go
     go = anyio.Event()
     supervisor = Supervisor(redis_config={"url": redis_url, "prefix": prefix})
     flow = Flow.from_processors(halting).resolve()
-    with anyio.fail_after(TIMEOUT):
+    with supervisor.override(get_go, lambda: go), anyio.fail_after(TIMEOUT):
         run = await supervisor.start_flow(flow, inputs=[IOVal("mp_count", 10)])
         async with await _child(
             "read", redis_url, prefix, run.id, "mp_ticks", anyio_backend

@@ -54,3 +54,16 @@ async def test_the_concepts_examples_run_as_one_flow() -> None:
         await eval(runs, namespace)
         assert namespace["squares"] == [1, 9, 25, 49, 81]
         assert await namespace["run"]["total"].collect() == [0 + 2 + 4 + 6 + 8]
+
+
+@pytest.mark.anyio
+async def test_the_testing_example_runs_its_test() -> None:
+    namespace: dict[str, Any] = {"__name__": "readme_testing"}
+    exec(
+        block_starting(
+            "from collections.abc import AsyncIterator\nfrom typing import Annotated\n"
+        ),
+        namespace,
+    )
+    with anyio.fail_after(10):
+        await namespace["test_convert"]()

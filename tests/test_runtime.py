@@ -35,7 +35,7 @@ from datagraph import (
     UpstreamError,
 )
 from datagraph.serializers import EntryContext
-from helpers import start
+from helpers import run_processors, start
 
 pytestmark = pytest.mark.anyio
 
@@ -88,14 +88,8 @@ async def test_async_generator_routes_iovals_by_name(supervisor: Supervisor) -> 
         async for n in numbers.stream():
             yield IOVal("odd" if n % 2 else "even", n)
 
-    with anyio.fail_after(TIMEOUT):
-        run = await start(
-            supervisor, proc, inputs=[IOVal("numbers", n) for n in range(7)]
-        )
-        assert await run["even"].collect() == [0, 2, 4, 6]
-        assert await run["odd"].collect() == [1, 3, 5]
-        await run.wait()
-        assert await run.status() == "succeeded"
+    outputs = await run_processors(supervisor, proc, numbers=range(7))
+    assert outputs == {"even": [0, 2, 4, 6], "odd": [1, 3, 5]}
 
 
 async def test_async_function_returning_an_ioval(supervisor: Supervisor) -> None:
@@ -105,12 +99,7 @@ async def test_async_function_returning_an_ioval(supervisor: Supervisor) -> None
     async def impl(numbers: IO[int]) -> IOVal[int]:
         return IOVal("total", sum(await numbers.collect()))
 
-    with anyio.fail_after(TIMEOUT):
-        run = await start(
-            supervisor, proc, inputs=[IOVal("numbers", n) for n in range(5)]
-        )
-        assert await run["total"].collect() == [10]
-        await run.wait()
+    assert await run_processors(supervisor, proc, numbers=range(5)) == {"total": [10]}
 
 
 async def test_async_function_returning_a_bare_value(supervisor: Supervisor) -> None:
@@ -120,10 +109,7 @@ async def test_async_function_returning_a_bare_value(supervisor: Supervisor) -> 
     async def impl(numbers: IO[int]) -> int:
         return sum(await numbers.collect())
 
-    with anyio.fail_after(TIMEOUT):
-        run = await start(supervisor, proc, inputs=[IOVal("numbers", 4)])
-        assert await run["total"].collect() == [4]
-        await run.wait()
+    assert await run_processors(supervisor, proc, numbers=[4]) == {"total": [4]}
 
 
 async def test_async_function_returning_a_list_of_iovals(
@@ -140,13 +126,8 @@ async def test_async_function_returning_a_list_of_iovals(
             IOVal("high", max(values) + 1),
         ]
 
-    with anyio.fail_after(TIMEOUT):
-        run = await start(
-            supervisor, proc, inputs=[IOVal("numbers", n) for n in (3, 1, 2)]
-        )
-        assert await run["high"].collect() == [3, 4]
-        assert await run["low"].collect() == [1]
-        await run.wait()
+    outputs = await run_processors(supervisor, proc, numbers=[3, 1, 2])
+    assert outputs == {"low": [1], "high": [3, 4]}
 
 
 async def test_async_function_returning_none_ends_its_outputs_empty(
@@ -235,10 +216,7 @@ async def test_sync_implementation_may_annotate_inputs_as_io(
         assert isinstance(handed, BlockingIO)
         yield from handed.stream()
 
-    with anyio.fail_after(TIMEOUT):
-        run = await start(supervisor, proc, inputs=[IOVal("numbers", 9)])
-        assert await run["out"].collect() == [9]
-        await run.wait()
+    assert await run_processors(supervisor, proc, numbers=[9]) == {"out": [9]}
 
 
 # --------------------------------------------------------------------------------------
@@ -349,10 +327,7 @@ async def test_waiting_processor_on_flow_inputs_starts_at_once(
     async def impl(x: IO[int]) -> IOVal[int]:
         return IOVal("y", len(await x.collect()))
 
-    with anyio.fail_after(TIMEOUT):
-        run = await start(supervisor, proc, inputs=[IOVal("x", 1), IOVal("x", 2)])
-        assert await run["y"].collect() == [2]
-        await run.wait()
+    assert await run_processors(supervisor, proc, x=[1, 2]) == {"y": [2]}
 
 
 # --------------------------------------------------------------------------------------

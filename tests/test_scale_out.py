@@ -1,12 +1,14 @@
 """Scale-out: N instances of one processor share its input."""
 
 from collections.abc import AsyncIterator
+from typing import Annotated
 
 import anyio
 import pytest
 
 from datagraph import (
     IO,
+    Depends,
     Flow,
     IOVal,
     Processor,
@@ -29,9 +31,18 @@ async def _source(so_n: IO[int]) -> AsyncIterator[int]:
         yield i
 
 
-seen: list[int] = []
-busy = 0
-all_busy = anyio.Event()
+class Tally:
+    """What the instances of ``so_worker`` saw, for the test to check."""
+
+    def __init__(self) -> None:
+        self.seen: list[int] = []
+        self.busy = 0
+        self.all_busy = anyio.Event()
+
+
+def get_tally() -> Tally:
+    raise NotImplementedError("each test overrides get_tally with its own Tally")
+
 
 worker = Processor(
     name="so_worker", inputs=["so_items"], outputs=["so_done"], instances=INSTANCES
@@ -39,34 +50,33 @@ worker = Processor(
 
 
 @worker
-async def _worker(so_items: IO[int]) -> AsyncIterator[int]:
-    global busy
+async def _worker(
+    so_items: IO[int], tally: Annotated[Tally, Depends(get_tally)]
+) -> AsyncIterator[int]:
     async for item in so_items.stream():
-        seen.append(item)
-        if not all_busy.is_set():
+        tally.seen.append(item)
+        if not tally.all_busy.is_set():
             # Hold the first value until every instance holds one: this only
             # finishes if the instances really run side by side.
-            busy += 1
-            if busy == INSTANCES:
-                all_busy.set()
-            await all_busy.wait()
+            tally.busy += 1
+            if tally.busy == INSTANCES:
+                tally.all_busy.set()
+            await tally.all_busy.wait()
         yield item * 10
 
 
 async def test_each_value_is_processed_by_exactly_one_instance_in_parallel(
     supervisor: Supervisor,
 ) -> None:
-    global busy, all_busy
-    seen.clear()
-    busy, all_busy = 0, anyio.Event()
+    tally = Tally()
     flow = Flow.from_processors(source, worker).resolve()
-    with anyio.fail_after(TIMEOUT):
+    with supervisor.override(get_tally, lambda: tally), anyio.fail_after(TIMEOUT):
         run = await supervisor.start_flow(flow, inputs=[IOVal("so_n", 500)])
         done = await run["so_done"].collect()
         await run.wait()
-    assert sorted(seen) == list(range(500))  # each value once: none lost, no repeat
+    assert sorted(tally.seen) == list(range(500))  # each value once: no loss, repeat
     assert sorted(done) == [i * 10 for i in range(500)]
-    assert all_busy.is_set()
+    assert tally.all_busy.is_set()
     assert (await run.states())["so_worker"].status == "done"
     assert await run.status() == "succeeded"
 

@@ -1,11 +1,21 @@
 """Live figures of a run, read from any process attached to the same store."""
 
 from collections.abc import AsyncIterator
+from typing import Annotated
 
 import anyio
 import pytest
 
-from datagraph import IO, Flow, IOVal, LocalExecutor, Processor, Store, Supervisor
+from datagraph import (
+    IO,
+    Depends,
+    Flow,
+    IOVal,
+    LocalExecutor,
+    Processor,
+    Store,
+    Supervisor,
+)
 from datagraph.snapshot import RunSnapshot
 
 pytestmark = pytest.mark.anyio
@@ -13,8 +23,18 @@ pytestmark = pytest.mark.anyio
 TIMEOUT = 10
 
 numbers = Processor(name="sn_numbers", inputs=["sn_n"], outputs=["sn_values"])
-gate = anyio.Event()
-reached = anyio.Event()
+
+
+class Gate:
+    """Holds ``sn_halves`` at value 50 until the test has looked."""
+
+    def __init__(self) -> None:
+        self.reached = anyio.Event()
+        self.opened = anyio.Event()
+
+
+def get_gate() -> Gate:
+    raise NotImplementedError("each test overrides get_gate with its own Gate")
 
 
 @numbers
@@ -27,11 +47,13 @@ halves = Processor(name="sn_halves", inputs=["sn_values"], outputs=["sn_halved"]
 
 
 @halves
-async def _halves(sn_values: IO[int]) -> AsyncIterator[float]:
+async def _halves(
+    sn_values: IO[int], gate: Annotated[Gate, Depends(get_gate)]
+) -> AsyncIterator[float]:
     async for value in sn_values.stream():
         if value == 50:
-            reached.set()
-            await gate.wait()
+            gate.reached.set()
+            await gate.opened.wait()
         yield value / 2
 
 
@@ -44,13 +66,12 @@ async def _summed(sn_halved: IO[float]) -> float:
 
 
 async def test_a_snapshot_shows_where_the_data_is(store: Store) -> None:
-    global gate, reached
-    gate, reached = anyio.Event(), anyio.Event()
+    gate = Gate()
     supervisor = Supervisor(store=store, executor=LocalExecutor(), batch_size=10)
     flow = Flow.from_processors(numbers, halves, summed).resolve()
-    with anyio.fail_after(TIMEOUT):
+    with supervisor.override(get_gate, lambda: gate), anyio.fail_after(TIMEOUT):
         run = await supervisor.start_flow(flow, inputs=[IOVal("sn_n", 200)])
-        await reached.wait()
+        await gate.reached.wait()
         snap = await (await supervisor.get_run(run.id)).snapshot()
 
         assert snap.run_id == run.id
@@ -68,7 +89,7 @@ async def test_a_snapshot_shows_where_the_data_is(store: Store) -> None:
         assert snap.processors["sn_sum"].status == "waiting"
         assert snap.processors["sn_halves"].started is not None
 
-        gate.set()
+        gate.opened.set()
         await run.wait()
         done = await run.snapshot()
 

@@ -83,7 +83,9 @@ def test_a_short_soak_checks_every_run_and_leaves_nothing(tmp_path: Path) -> Non
     assert report["keys_leaked"] == 0
     assert all(":w:" in key for key in keys), keys
     assert all(0 < ttl <= WATCH_TTL_MS for ttl in ttls.values()), ttls
-    assert report["keys_expiring"] == len(keys)
+    # Watchers may expire between the soak's count and this listing (on a loaded
+    # machine, many do): none may appear.
+    assert len(keys) <= report["keys_expiring"]
     # The samples carry every series the full soak judges.
     samples = report["samples"]
     steady = [s for s in samples if s["t"] <= 15]  # both workers surely alive

@@ -19,7 +19,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import anyio
 import pytest
@@ -34,6 +34,7 @@ from opentelemetry.trace import StatusCode
 
 from datagraph import (
     IO,
+    Depends,
     Flow,
     IOVal,
     LocalExecutor,
@@ -291,14 +292,21 @@ async def test_a_failed_processor_has_an_error_span(
 # Retries: one span per attempt
 
 flaky = Processor(name="tm_flaky", outputs=["tm_flaky_out"], retries=2, retry_delay=0)
-flaky_attempts: list[int] = []
+
+
+def get_attempts() -> list[int]:
+    """Where a retried processor counts its attempts (each test gives its own)."""
+    raise NotImplementedError("each test overrides get_attempts")
+
+
+Attempts = Annotated[list[int], Depends(get_attempts)]
 
 
 @flaky
-async def _flaky() -> AsyncIterator[int]:
-    flaky_attempts.append(len(flaky_attempts) + 1)
-    if len(flaky_attempts) < 3:
-        msg = f"flaky on attempt {len(flaky_attempts)}"
+async def _flaky(attempts: Attempts) -> AsyncIterator[int]:
+    attempts.append(len(attempts) + 1)
+    if len(attempts) < 3:
+        msg = f"flaky on attempt {len(attempts)}"
         raise ConnectionError(msg)
     for i in range(4):
         yield i
@@ -307,8 +315,8 @@ async def _flaky() -> AsyncIterator[int]:
 async def test_a_retried_processor_has_a_span_per_attempt(
     supervisor: Supervisor, otel: Otel
 ) -> None:
-    flaky_attempts.clear()
-    with anyio.fail_after(TIMEOUT):
+    attempts: list[int] = []
+    with supervisor.override(get_attempts, lambda: attempts), anyio.fail_after(TIMEOUT):
         run = await _run(supervisor, flaky)
         assert await run["tm_flaky_out"].collect() == [0, 1, 2, 3]
         await run.wait()
@@ -337,14 +345,13 @@ async def test_a_retried_processor_has_a_span_per_attempt(
 partial = Processor(
     name="tm_partial", outputs=["tm_partial_out"], retries=1, retry_delay=0
 )
-partial_attempts: list[int] = []
 
 
 @partial
-async def _partial() -> AsyncIterator[int]:
-    partial_attempts.append(len(partial_attempts) + 1)
+async def _partial(attempts: Attempts) -> AsyncIterator[int]:
+    attempts.append(len(attempts) + 1)
     for i in range(5):
-        if i == 2 and len(partial_attempts) == 1:
+        if i == 2 and len(attempts) == 1:
             msg = "fails after two values"
             raise ConnectionError(msg)
         yield i
@@ -353,8 +360,8 @@ async def _partial() -> AsyncIterator[int]:
 async def test_values_a_retry_rewrites_are_counted_once(
     supervisor: Supervisor, otel: Otel
 ) -> None:
-    partial_attempts.clear()
-    with anyio.fail_after(TIMEOUT):
+    attempts: list[int] = []
+    with supervisor.override(get_attempts, lambda: attempts), anyio.fail_after(TIMEOUT):
         run = await _run(supervisor, partial)
         assert await run["tm_partial_out"].collect() == [0, 1, 2, 3, 4]
         await run.wait()

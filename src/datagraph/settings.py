@@ -123,8 +123,9 @@ class Settings:
         """Read ``DATAGRAPH_*`` variables; ``overrides`` (not None) take precedence.
 
         Raises:
-            ValueError: a variable holds a value of the wrong kind, or an override
-                names no setting.
+            ValueError: a variable or an override holds a value of the wrong kind.
+            TypeError: an override names no setting (as an unknown keyword
+                argument of ``Settings(...)`` would).
         """
         environ = os.environ if environ is None else environ
         fields = {f.name: f for f in dataclasses.fields(cls)}

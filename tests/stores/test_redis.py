@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
-import statistics
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -12,6 +10,7 @@ import anyio
 import pytest
 from anyio import wait_all_tasks_blocked
 
+from _redis_servers import free_port
 from datagraph import Supervisor
 from datagraph.exceptions import (
     DatagraphError,
@@ -27,12 +26,6 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
 
 pytestmark = pytest.mark.redis
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def run_keys(store: RedisStore) -> list[str]:
@@ -167,7 +160,7 @@ async def test_run_ids_with_braces_are_refused(
 # ------------------------------------------------------------------ connections
 @pytest.mark.anyio
 async def test_connection_error_names_the_url_but_not_the_password() -> None:
-    port = _free_port()  # nothing listens there
+    port = free_port()  # nothing listens there
     store = RedisStore(f"redis://alice:hunter2@127.0.0.1:{port}/0")
     with pytest.raises(StoreConnectionError) as info:
         await store.append("run", "s", 0, 1, b"x")
@@ -358,36 +351,35 @@ async def test_one_read_stops_after_8_mib(
     assert batch.final == StreamState(12 * mib, True)
 
 
-async def _wake_latency(
+#: A blocked read or take waits this long; the tests below see it woken far sooner
+#: (how soon is a benchmark figure: ``scripts/cluster_latency.py``, ``make bench``).
+BLOCKED_FOR = 60
+WOKEN_WITHIN = 10
+
+
+async def _wake(
     reader_store: RedisStore, writer_store: RedisStore, stream: str
-) -> float:
-    """Seconds from another store's append to the blocked reader's return."""
-    returned: list[float] = []
+) -> None:
+    """Block a reader of one store, append with another: the reader returns."""
 
     async def reader() -> None:
-        batch = await reader_store.read("run", stream, 0, timeout=10)
-        returned.append(anyio.current_time())
+        batch = await reader_store.read("run", stream, 0, timeout=BLOCKED_FOR)
         assert batch.chunks
 
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(reader)
-        await wait_all_tasks_blocked()
-        started = anyio.current_time()
-        await writer_store.append("run", stream, 0, 1, b"x")
-    return returned[0] - started
+    with anyio.fail_after(WOKEN_WITHIN):  # woken, not timed out
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(reader)
+            await wait_all_tasks_blocked()
+            await writer_store.append("run", stream, 0, 1, b"x")
 
 
 @pytest.mark.anyio
-async def test_another_process_wakes_a_blocked_reader_promptly(
+async def test_another_process_wakes_a_blocked_reader(
     redis_factory: Callable[..., RedisStore],
 ) -> None:
     reader_store, writer_store = redis_factory(), redis_factory()
-    latencies = [
-        await _wake_latency(reader_store, writer_store, f"s{i}") for i in range(20)
-    ]
-    # Typically 1-3 ms on one machine; the bound leaves room for a loaded CI host.
-    assert statistics.median(latencies) < 0.05, latencies
-    assert max(latencies) < 1, latencies
+    for i in range(20):  # on each new stream
+        await _wake(reader_store, writer_store, f"s{i}")
 
 
 @pytest.mark.anyio
@@ -571,22 +563,18 @@ async def test_large_positions_survive_lua_numbers(
 
 
 @pytest.mark.anyio
-async def test_another_process_wakes_a_blocked_take_promptly(
+async def test_another_process_wakes_a_blocked_take(
     redis_factory: Callable[..., RedisStore],
 ) -> None:
     member_store, writer_store = redis_factory(), redis_factory()
-    latencies: list[float] = []
 
-    async def member(stream: str, started: list[float]) -> None:
-        share = await member_store.take("run", stream, "g", 5, timeout=10)
-        latencies.append(anyio.current_time() - started[0])
+    async def member(stream: str) -> None:
+        share = await member_store.take("run", stream, "g", 5, timeout=BLOCKED_FOR)
         assert share.chunk is not None
 
     for i in range(10):
-        started: list[float] = []
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(member, f"s{i}", started)
-            await wait_all_tasks_blocked()
-            started.append(anyio.current_time())
-            await writer_store.append_at_end("run", f"s{i}", 1, b"x")
-    assert statistics.median(latencies) < 0.05, latencies
+        with anyio.fail_after(WOKEN_WITHIN):  # woken, not timed out
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(member, f"s{i}")
+                await wait_all_tasks_blocked()
+                await writer_store.append_at_end("run", f"s{i}", 1, b"x")

@@ -22,8 +22,6 @@ from typing import TYPE_CHECKING
 
 import anyio
 import pytest
-import test_conformance
-from test_conformance import run_id as run_id  # the suite's fixture
 
 from _redis_servers import RedisServer, free_port
 from _tls import Certificates, add_acl_user, make_certificates, redis_command
@@ -35,6 +33,7 @@ from datagraph.exceptions import (
 )
 from datagraph.stores._redis_access import ACL_COMMANDS
 from datagraph.stores.redis import RedisStore
+from datagraph.testing.conformance import StoreContract
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterator
@@ -45,11 +44,6 @@ pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 
 SEED = Path(__file__).resolve().parents[2] / "examples" / "seed.py"
 PASSWORD = "s3cret-Pw"
-
-# The conformance suite, collected again here: its tests use this module's store.
-globals().update(
-    {k: v for k, v in vars(test_conformance).items() if k.startswith("test_")}
-)
 
 
 class TlsServer:
@@ -106,6 +100,15 @@ async def store(
         yield fresh
     async with RedisStore(tls_server.server.url, prefix=redis_prefix) as admin:
         await delete_keys(admin)
+
+
+class TestStoreContract(StoreContract):
+    """The store conformance suite, on this module's ``store_factory``."""
+
+    @pytest.fixture
+    def store(self, store: Store) -> Store:
+        """The module's store, whose keys the default user deletes after the test."""
+        return store
 
 
 # --------------------------------------------------------------------- TLS

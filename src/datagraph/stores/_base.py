@@ -77,8 +77,9 @@ class Store(ABC):
     """Append-only value streams, metadata and claims of flow runs.
 
     Implementations: ``MemoryStore`` (one process, the embedded default) and
-    ``RedisStore`` (Redis >= 7.0 or Valkey >= 7.2; many processes). Both pass
-    ``tests/stores/test_conformance.py``.
+    ``RedisStore`` (Redis >= 7.0 or Valkey >= 7.2; many processes). Both pass the
+    store conformance suite, ``datagraph.testing.conformance``: subclass its
+    ``StoreContract`` to run it on a store of your own.
     """
 
     @abstractmethod

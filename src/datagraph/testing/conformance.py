@@ -1,39 +1,45 @@
-"""The ``Store`` contract: every promise of ``datagraph.stores._base``, for each store.
+"""The ``Store`` contract: every promise of ``datagraph.stores.Store``, as pytest tests.
 
-The ``store`` fixture runs each test on MemoryStore and RedisStore (one server, and
-a 3-node Redis Cluster), on asyncio and on trio. ``store_factory`` makes more store
-objects sharing the same data, as other processes would.
+A store author runs them on their store by subclassing ``StoreContract`` in a test
+module and giving it a ``store_factory`` fixture::
+
+    import pytest
+    from datagraph.testing.conformance import StoreContract
+
+    class TestMyStore(StoreContract):
+        @pytest.fixture
+        def store_factory(self):
+            shared = MyServer()  # each store object reaches the same data
+            return lambda: MyStore(shared)
+
+pytest then collects every contract test for that store, on asyncio and on trio.
+``store_factory`` makes store objects that share their data, as the stores of
+other processes would; for a store that keeps its data in the object, it hands out
+that one object. Each test opens a store with ``async with store_factory()``;
+override the ``store`` fixture to clean up after it (e.g. delete the test's keys).
+
+Needs pytest and trio: ``pip install datagraph[testing]``.
 """
 
 from __future__ import annotations
 
 import os
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import anyio
 import pytest
 from anyio import wait_all_tasks_blocked
 from anyio.lowlevel import checkpoint
 
-from conftest import ALL_STORE_KINDS
 from datagraph.exceptions import StoreError, StreamClosedError
 from datagraph.stores import Batch, Chunk, Store, StreamState
 from datagraph.stores._base import Share
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import AsyncIterator, Callable, Sequence
 
-# On a 3-node Redis Cluster too (see ``conftest.ALL_STORE_KINDS``).
-pytestmark = [
-    pytest.mark.anyio,
-    pytest.mark.parametrize("store_factory", ALL_STORE_KINDS, indirect=True),
-]
-
-
-@pytest.fixture
-def run_id() -> str:
-    return uuid.uuid4().hex
+__all__ = ["StoreContract"]
 
 
 def values(*items: int) -> bytes:
@@ -1071,3 +1077,40 @@ async def test_delete_fields(store: Store, run_id: str) -> None:
     assert await store.get_fields(run_id) == {"b": b"2"}
     await store.delete_fields(run_id, [])
     await store.delete_fields(uuid.uuid4().hex, ["a"])  # an unknown run: nothing
+
+
+class StoreContract:
+    """Every test of this module, for the store of a subclass's ``store_factory``.
+
+    Subclass it (as ``Test...``) and define the ``store_factory`` fixture (in the
+    subclass, its module or a conftest): a function returning a store object on
+    each call, all of them sharing their data.
+    """
+
+    pytestmark: ClassVar[Any] = pytest.mark.anyio
+
+    @pytest.fixture(params=["asyncio", "trio"])
+    def anyio_backend(self, request: pytest.FixtureRequest) -> str:
+        """Each test on both event loops."""
+        return str(request.param)
+
+    @pytest.fixture
+    async def store(
+        self, store_factory: Callable[[], Store], anyio_backend: str
+    ) -> AsyncIterator[Store]:
+        """A store of ``store_factory``, open for the test."""
+        async with store_factory() as fresh:
+            yield fresh
+
+    @pytest.fixture
+    def run_id(self) -> str:
+        """A run of the test's own."""
+        return uuid.uuid4().hex
+
+
+# The tests above are written as module functions (they read as a list of the
+# contract's promises); the class carries them, so that pytest collects them
+# for each subclass, with its fixtures.
+for _name, _test in list(globals().items()):
+    if _name.startswith("test_"):
+        setattr(StoreContract, _name, staticmethod(_test))

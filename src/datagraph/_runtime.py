@@ -201,7 +201,7 @@ class ProcessorRun:
         }
         error: Exception | None = None
         async with anyio.create_task_group() as tg:
-            tg.start_soon(self._heartbeat, tg.cancel_scope)
+            tg.start_soon(self._heartbeat, tg.cancel_scope, list(ios.values()))
             tg.start_soon(outputs.run_flusher)
             try:
                 await self._call(impl, ios, opened, outputs)
@@ -289,13 +289,14 @@ class ProcessorRun:
                 await outputs.flush()
         await outputs.flush()
 
-    async def _heartbeat(self, scope: anyio.CancelScope) -> None:
+    async def _heartbeat(self, scope: anyio.CancelScope, inputs: list[IO[Any]]) -> None:
         """Show that the job lives; watch the run's cancel flag and its peers.
 
         Stops the attempt (through ``scope``) when the run is cancelled, when
         the job was superseded elsewhere, or when the store cannot be reached.
         Every look also settles the leases of the run's other jobs, so a lost
-        peer is taken over (or reported) by whichever processor notices first.
+        peer is taken over (or reported) by whichever processor notices first,
+        and records how far the job has read into its current input batches.
         """
         settings = self.ctx.settings
         beat_every = settings.lease / 3
@@ -306,6 +307,8 @@ class ProcessorRun:
                 if await self._look_around():
                     scope.cancel()
                     return
+                for io in inputs:
+                    await io.record_progress()
                 if time.monotonic() - last_beat >= beat_every:
                     last_beat = time.monotonic()
                     await self._record(heartbeat=time.time())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import time
+import operator
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
@@ -39,9 +39,6 @@ T = TypeVar("T")
 D = TypeVar("D")
 _MISSING: Any = object()
 _PRUNE_AT = 64
-#: How often a reader working through one batch records how far it has got.
-_PROGRESS_EVERY = 1.0
-_MAX_STRIDE = 256
 
 
 # A frozen msgspec Struct rather than a frozen dataclass: constructing one is
@@ -72,7 +69,17 @@ class IO(Generic[T]):
     call) sees every value in order, however many there are.
     """
 
-    __slots__ = ("_ctx", "_opened", "_reader", "_shared", "_type", "consumed", "name")
+    __slots__ = (
+        "_ctx",
+        "_opened",
+        "_reader",
+        "_reading",
+        "_recorded",
+        "_shared",
+        "_type",
+        "consumed",
+        "name",
+    )
 
     def __init__(
         self,
@@ -99,6 +106,10 @@ class IO(Generic[T]):
         self.name = name
         #: Values this handle has handed out so far (all its iterators together).
         self.consumed = 0
+        # The batch ``stream()`` hands out value by value (its first position,
+        # length and iterator), and the last position ``record_progress`` wrote.
+        self._reading: tuple[int, int, Iterator[Any]] | None = None
+        self._recorded = 0
 
     def __repr__(self) -> str:
         return f"<IO {self.name!r} of run {self._ctx.run_id}>"
@@ -249,41 +260,34 @@ class IO(Generic[T]):
         return self._track(self._stream())
 
     async def _stream(self) -> AsyncGenerator[T]:
-        if self._reader is None or self._shared:
-            async with aclosing(self._chunks()) as chunks:
-                async for values in chunks:
-                    for value in values:
-                        yield value
-            return
-        # A reader's cursor is recorded when it reads the next batch: while it
-        # works through a long one, value by value, record its progress every
-        # ``_PROGRESS_EVERY`` seconds too, or its backlog would look stuck at the
-        # size of the batch for as long as that takes. Values that come fast are
-        # counted in strides, to look at the clock seldom.
         position = 0
         async with aclosing(self._chunks()) as chunks:
             async for values in chunks:
-                done, since = 0, time.monotonic()
-                looked, stride, left = since, 1, 1
-                for value in values:
+                batch = iter(values)
+                self._reading = position, len(values), batch  # see record_progress
+                for value in batch:
                     yield value
-                    left -= 1
-                    if left:
-                        continue
-                    done += stride
-                    now = time.monotonic()
-                    if now - since >= _PROGRESS_EVERY:
-                        await self._record_progress(position + done)
-                        since = now
-                    stride = min(stride * 2, _MAX_STRIDE) if now - looked < 0.01 else 1
-                    looked, left = now, stride
                 position += len(values)
 
-    async def _record_progress(self, position: int) -> None:
-        ctx = self._ctx
-        await ctx.store.read(
-            ctx.run_id, self.name, position, timeout=0, reader=self._reader
-        )
+    async def record_progress(self) -> None:
+        """Record how far the processor reading this stream has got in its batch.
+
+        A reader's position is recorded each time it reads the next batch, so a
+        processor taking long over one batch, value by value, would show the whole
+        batch as backlog until it is done. Its heartbeat calls this instead, which
+        costs the values nothing: the batch's iterator knows how many are left.
+        """
+        if self._reading is None or self._reader is None or self._shared:
+            return
+        start, count, batch = self._reading
+        # The value handed out last is still being worked on: it is not read yet.
+        done = start + count - operator.length_hint(batch) - 1
+        if done > start and done > self._recorded:
+            self._recorded = done
+            ctx = self._ctx
+            await ctx.store.read(
+                ctx.run_id, self.name, done, timeout=0, reader=self._reader
+            )
 
     def __aiter__(self) -> AsyncIterator[T]:
         return self.stream()

@@ -33,7 +33,7 @@ import msgspec
 
 from . import _plan
 from ._errors import Failure, encode_failure
-from ._plan import ProcessorState
+from ._plan import JobRecord
 from ._streams import (
     KEEP_ALL_FIELD,
     dispatch_claim,
@@ -77,10 +77,10 @@ def jobs_of(processor: Processor) -> list[str]:
 
 
 def dispatched_state(
-    ctx: RunContext, job: str, previous: ProcessorState | None = None
-) -> ProcessorState:
+    ctx: RunContext, job: str, previous: JobRecord | None = None
+) -> JobRecord:
     """Return the state of ``job`` as it is handed to the executor."""
-    base = previous or ProcessorState()
+    base = previous or JobRecord()
     return msgspec.structs.replace(
         base,
         status="pending",
@@ -91,7 +91,7 @@ def dispatched_state(
 
 
 async def dispatch(
-    ctx: RunContext, processor: Processor, previous: ProcessorState | None = None
+    ctx: RunContext, processor: Processor, previous: JobRecord | None = None
 ) -> None:
     """Record a processor's jobs as dispatched, then hand them to the executor."""
     jobs = jobs_of(processor)
@@ -122,7 +122,7 @@ async def dispatch_ready(ctx: RunContext, ended_streams: Iterable[str]) -> None:
         inputs = [await ctx.store.state(ctx.run_id, s) for s in proc.inputs]
         if not all(s.ended for s in inputs):
             continue
-        state = await ctx.processor_state(proc.name) or ProcessorState()
+        state = await ctx.job_record(proc.name) or JobRecord()
         if state.status != "pending" or state.dispatched is not None:
             continue
         if await ctx.store.claim(ctx.run_id, dispatch_claim(proc.name, state.round)):
@@ -133,7 +133,7 @@ async def record_end(
     ctx: RunContext,
     processor: Processor,
     instance: int | None,
-    state: ProcessorState,
+    state: JobRecord,
     *,
     cancelled: bool = False,
 ) -> None:
@@ -183,7 +183,7 @@ async def _free_inputs(ctx: RunContext, processor: Processor) -> None:
         if stream in ctx.plan.outputs:
             continue
         readers = [p.name for p in ctx.plan.consumers_of(stream)]
-        states = await ctx.job_states([], also=readers)
+        states = await ctx.job_records([], also=readers)
         if all(states[name].status == "done" for name in readers):
             length = (await ctx.store.state(ctx.run_id, stream)).length
             await ctx.store.trim(ctx.run_id, stream, length)
@@ -193,7 +193,7 @@ async def record_end_patiently(
     ctx: RunContext,
     processor: Processor,
     instance: int | None,
-    state: ProcessorState,
+    state: JobRecord,
     *,
     cancelled: bool = False,
 ) -> None:
@@ -233,15 +233,13 @@ async def _finishes_processor(
         fields = [state_field(processor.name, i) for i in range(processor.instances)]
         states = await ctx.store.get_fields(ctx.run_id, fields)
         if len(states) < len(fields) or not all(
-            _plan.decode_state(data).finished for data in states.values()
+            _plan.decode_job_record(data).finished for data in states.values()
         ):
             return False
     return await ctx.store.claim(ctx.run_id, finish_claim(processor.name, round_))
 
 
-def _lapse(
-    ctx: RunContext, state: ProcessorState, now: float
-) -> tuple[Failure, int] | None:
+def _lapse(ctx: RunContext, state: JobRecord, now: float) -> tuple[Failure, int] | None:
     """Return why a job's lease or dispatch has lapsed, or None while it has not.
 
     A lapsed lease that this process will take over comes back as a failure of
@@ -286,7 +284,7 @@ def _lapse(
     return None
 
 
-async def settle(ctx: RunContext, states: Mapping[str, ProcessorState]) -> bool:
+async def settle(ctx: RunContext, states: Mapping[str, JobRecord]) -> bool:
     """Act on every job of ``states`` (by job) whose lease or dispatch has lapsed.
 
     Returns:
@@ -330,7 +328,7 @@ async def settle(ctx: RunContext, states: Mapping[str, ProcessorState]) -> bool:
 async def take_over(
     ctx: RunContext,
     job: str,
-    state: ProcessorState,
+    state: JobRecord,
     history: tuple[Failure, ...] = (),
 ) -> None:
     """Dispatch ``job`` again under the next epoch (the caller holds the claim)."""

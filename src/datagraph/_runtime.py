@@ -16,7 +16,7 @@ from ._errors import Failure, failure_from_exception
 from ._jobs import HISTORY as _HISTORY
 from ._jobs import record_end_patiently, settle, take_over
 from ._outputs import Outputs
-from ._plan import ProcessorState
+from ._plan import JobRecord
 from ._streams import (
     CANCELLED_FIELD,
     expire_claim,
@@ -66,7 +66,7 @@ class ProcessorRun:
             processor.name if instance is None else instance_job(self.name, instance)
         )
         self._state_field = state_field(processor.name, instance)
-        self._state = ProcessorState()
+        self._state = JobRecord()
         self._peers = [job for job in ctx.plan.jobs if job != self.job]
         # Why the heartbeat stopped the attempt, if it did.
         self._stopped_by_cancel = False  # run.cancel()
@@ -76,7 +76,7 @@ class ProcessorRun:
     async def run(self) -> None:
         """Run the job to the end, recording what happens in the store."""
         ctx = self.ctx
-        found = await ctx.job_states([self.job])
+        found = await ctx.job_records([self.job])
         self._state = found[self.job]
         if self._state.finished:
             return  # a late duplicate of a job that has ended
@@ -315,7 +315,7 @@ class ProcessorRun:
         ctx = self.ctx
         cancelled = await self._cancelled()
         try:
-            states = await ctx.job_states([self.job, *self._peers])
+            states = await ctx.job_records([self.job, *self._peers])
         except RunNotFoundError:  # deleted under it: nothing left to record
             self._superseded = True
             return True

@@ -44,7 +44,7 @@ def done_stream_owner(stream: str) -> str | None:
 
 
 def state_field(processor: str, instance: int | None = None) -> str:
-    """The run field holding the ``ProcessorState`` of a processor (or instance)."""
+    """The run field holding the ``JobRecord`` of a processor (or instance)."""
     if instance is None:
         return f"state:{processor}"
     return f"state:{processor}#{instance}"

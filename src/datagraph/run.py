@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from ._context import RunContext
-    from ._plan import Plan, ProcessorState
+    from ._plan import JobRecord, Plan
 
 __all__ = ("CorruptRun", "Run", "RunStatus")
 
@@ -70,7 +70,7 @@ class Run(dict[str, IO[Any]]):
         )
         raise KeyError(msg)
 
-    async def states(self) -> dict[str, ProcessorState]:
+    async def states(self) -> dict[str, JobRecord]:
         """Return the recorded state of each processor.
 
         Jobs whose lease or dispatch has lapsed are settled first (taken over, or
@@ -84,9 +84,9 @@ class Run(dict[str, IO[Any]]):
         ctx = self._ctx
         jobs = list(ctx.plan.jobs)
         scaled = [p.name for p in self.plan.processors if p.instances > 1]
-        states = await ctx.job_states(jobs, also=scaled)
+        states = await ctx.job_records(jobs, also=scaled)
         if await settle(ctx, {job: states[job] for job in jobs}):
-            states = await ctx.job_states(jobs, also=scaled)
+            states = await ctx.job_records(jobs, also=scaled)
         result = {}
         for proc in self.plan.processors:
             if proc.instances == 1:
@@ -135,9 +135,7 @@ class Run(dict[str, IO[Any]]):
             processors=processors,
         )
 
-    async def status(
-        self, states: Mapping[str, ProcessorState] | None = None
-    ) -> RunStatus:
+    async def status(self, states: Mapping[str, JobRecord] | None = None) -> RunStatus:
         """Return where the run stands as a whole.
 
         Raises:
@@ -280,7 +278,7 @@ class Run(dict[str, IO[Any]]):
         # Raises before anything changes if they cannot run where they would go.
         ctx.executor.check(_plan.Plan(processors=tuple(again), inputs=(), outputs=()))
         await ctx.store.delete_fields(self.id, [CANCELLED_FIELD])
-        previous = await ctx.job_states(
+        previous = await ctx.job_records(
             [job for p in again for job in jobs_of(p)],
             also=[p.name for p in again if p.instances > 1],
         )
@@ -307,7 +305,7 @@ class Run(dict[str, IO[Any]]):
         return CANCELLED_FIELD in fields
 
 
-def _errors(states: Mapping[str, ProcessorState]) -> dict[str, UpstreamError]:
+def _errors(states: Mapping[str, JobRecord]) -> dict[str, UpstreamError]:
     return {
         name: state.error.to_exception()
         for name, state in states.items()
@@ -315,7 +313,7 @@ def _errors(states: Mapping[str, ProcessorState]) -> dict[str, UpstreamError]:
     }
 
 
-def _resumed(state: ProcessorState) -> ProcessorState:
+def _resumed(state: JobRecord) -> JobRecord:
     """Return the state of a finished job about to run again in the next round."""
     history = state.history
     if state.error is not None:
@@ -352,7 +350,7 @@ class CorruptRun(Run):
     def __repr__(self) -> str:
         return f"<CorruptRun {self.id}>"
 
-    async def states(self) -> dict[str, ProcessorState]:
+    async def states(self) -> dict[str, JobRecord]:
         """Raise the run's ``CorruptRunError``."""
         raise self._fresh()
 
@@ -360,9 +358,7 @@ class CorruptRun(Run):
         """Raise the run's ``CorruptRunError``."""
         raise self._fresh()
 
-    async def status(
-        self, states: Mapping[str, ProcessorState] | None = None
-    ) -> RunStatus:
+    async def status(self, states: Mapping[str, JobRecord] | None = None) -> RunStatus:
         """Return ``"corrupt"``."""
         return "corrupt"
 
@@ -388,12 +384,12 @@ class CorruptRun(Run):
 _LIVELINESS = {"running": 4, "retrying": 3, "failed": 2, "pending": 0}
 
 
-def _liveliness(state: ProcessorState) -> int:
+def _liveliness(state: JobRecord) -> int:
     return _LIVELINESS.get(state.status, 1)
 
 
 def _figures(
-    name: str, wait: bool, instances: int, state: ProcessorState
+    name: str, wait: bool, instances: int, state: JobRecord
 ) -> ProcessorFigures:
     error = state.error
     waiting = state.status == "pending" and state.dispatched is not None

@@ -273,7 +273,7 @@ class Supervisor:
         ctx = self._new_context(run_id, plan, takeover)
         # Streaming processors are recorded as dispatched from the start, so a
         # job no worker picks up shows where it waits, and fails in time.
-        pending = _plan.ProcessorState()
+        pending = _plan.JobRecord()
         states = {state_field(p.name): _plan.encode(pending) for p in plan.processors}
         streaming = [job for p in plan.processors if not p.wait for job in jobs_of(p)]
         states.update(
@@ -355,7 +355,7 @@ class Supervisor:
             CorruptRunError: the run's plan in the store does not decode.
         """
         ctx = await self._context(run_id)
-        await ctx.job_states([])  # still there, although its plan was cached?
+        await ctx.job_records([])  # still there, although its plan was cached?
         return Run(ctx, ctx.plan.outputs)
 
     async def list_runs(self) -> list[Run]:

@@ -14,6 +14,7 @@ from .exceptions import (
     UnresolvedFlowError,
 )
 from .processor import Processor, _registry
+from .viz import to_dot, to_graph, to_mermaid, to_text
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -131,21 +132,15 @@ class Flow:
 
     def to_mermaid(self) -> str:
         """Render the resolved flow as a Mermaid flowchart (see ``datagraph.viz``)."""
-        from . import viz  # drawing is rarely needed: import it on use
-
-        return viz.to_mermaid(viz.to_graph(self))
+        return to_mermaid(to_graph(self))
 
     def to_dot(self) -> str:
         """Render the resolved flow as Graphviz DOT (see ``datagraph.viz``)."""
-        from . import viz  # drawing is rarely needed: import it on use
-
-        return viz.to_dot(viz.to_graph(self))
+        return to_dot(to_graph(self))
 
     def to_text(self) -> str:
         """Render the resolved flow as plain text for terminals (``datagraph.viz``)."""
-        from . import viz  # drawing is rarely needed: import it on use
-
-        return viz.to_text(viz.to_graph(self))
+        return to_text(to_graph(self))
 
 
 def _topological_order(

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import re
+import sysconfig
 import traceback
+from pathlib import Path, PurePath, PurePosixPath, PureWindowsPath
 
 import msgspec
 
 from .exceptions import UpstreamError
 
-__all__ = ("Failure", "decode_failure", "encode_failure", "failure_from_exception")
+__all__ = (
+    "Failure",
+    "decode_failure",
+    "encode_failure",
+    "failure_from_exception",
+    "user_location",
+)
 
 
 class Failure(msgspec.Struct, frozen=True, kw_only=True):
@@ -27,6 +36,7 @@ class Failure(msgspec.Struct, frozen=True, kw_only=True):
             message=self.message,
             traceback=self.traceback,
             stream=stream,
+            location=user_location(self.traceback),
         )
 
 
@@ -59,3 +69,83 @@ def encode_failure(failure: Failure) -> bytes:
 def decode_failure(data: bytes) -> Failure:
     """Decode what ``encode_failure`` wrote."""
     return _decoder.decode(data)
+
+
+# ------------------------------------------------------------- where it was raised
+
+# A frame line of a formatted traceback; exception groups indent theirs behind "|".
+_FRAME = re.compile(
+    r'^[\s|+-]*File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<func>.+)$'
+)
+_TRACEBACK_START = re.compile(r"^[\s|+-]*Traceback \(most recent call last\):$")
+# The standard library of any Python on any machine (the traceback may come
+# from a worker elsewhere): .../lib/python3.12/... or ...\Lib\... on Windows.
+_STDLIB = re.compile(r"/lib/python\d+(?:\.\d+)?t?/|\\Lib\\")
+_PACKAGES = frozenset({"site-packages", "dist-packages"})
+_DATAGRAPH = Path(__file__).resolve().parent
+_LIBRARY_ROOTS = (
+    _DATAGRAPH,
+    *sorted(
+        {
+            Path(path).resolve()
+            for name, path in sysconfig.get_paths().items()
+            if name in ("stdlib", "platstdlib", "purelib", "platlib")
+        }
+    ),
+)
+
+
+def _is_library(file: str) -> bool:
+    """Whether a traceback's file is Datagraph's, the stdlib's or a package's.
+
+    Paths are judged as text: the traceback may come from another machine, where
+    Datagraph and Python are installed elsewhere than here.
+    """
+    if file.startswith("<"):  # <frozen importlib._bootstrap>, <string>...
+        return True
+    pure: PurePath = PureWindowsPath(file) if "\\" in file else PurePosixPath(file)
+    if _PACKAGES & set(pure.parts):
+        return True
+    local = Path(file)
+    if local.is_absolute() and any(local.is_relative_to(r) for r in _LIBRARY_ROOTS):
+        return True
+    parts = pure.parts
+    for i, part in enumerate(parts[:-1]):
+        # A copy of Datagraph elsewhere (e.g. an editable install on a worker):
+        # the rest of its path names one of this package's own files.
+        if part == "datagraph" and _DATAGRAPH.joinpath(*parts[i + 1 :]).is_file():
+            return True
+    return _STDLIB.search(file) is not None
+
+
+def user_location(traceback: str | None) -> str | None:
+    """Return where user code raised a failure: ``path/to/file.py:12 in func``.
+
+    That is the innermost frame of the user's own code in the exception's
+    traceback (not Datagraph's, the standard library's or an installed
+    package's): "at .../pathlib.py:931 in iterdir" tells less than the line of
+    the processor that listed the folder. Without such a frame, the innermost
+    frame of all.
+
+    Args:
+        traceback: a formatted traceback, as ``Failure.traceback`` keeps it.
+
+    Returns:
+        The location, or None when the text holds no frame.
+    """
+    blocks: list[list[tuple[str, str, str]]] = [[]]
+    for line in (traceback or "").splitlines():
+        if _TRACEBACK_START.match(line):
+            blocks.append([])
+        elif (match := _FRAME.match(line)) is not None:
+            blocks[-1].append((match["file"], match["line"], match["func"].strip()))
+    # The last exception is raised last; its causes and contexts come before it.
+    for frames in reversed(blocks):
+        for file, line, func in reversed(frames):
+            if not _is_library(file):
+                return f"{file}:{line} in {func}"
+    for frames in reversed(blocks):
+        if frames:
+            file, line, func = frames[-1]
+            return f"{file}:{line} in {func}"
+    return None

@@ -29,6 +29,7 @@ from rich.table import Table
 from rich.text import Text
 
 from . import viz
+from ._errors import user_location
 from .exceptions import DatagraphError
 
 if TYPE_CHECKING:
@@ -407,21 +408,14 @@ def render_snapshot(
 
 # ------------------------------------------------------------------ summary, errors
 
-_FRAME = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<func>.+)$')
-
 
 def error_location(traceback: str | None) -> str | None:
-    """Return where a failure was raised: ``path/to/file.py:12 in func``.
+    """Return where the user's code raised a failure: ``path/to/file.py:12 in func``.
 
-    That is the innermost frame of the traceback's last exception: the one line of
-    a traceback that says most.
+    See ``_errors.user_location``: the innermost frame that is not Datagraph's,
+    the standard library's or an installed package's.
     """
-    found = None
-    for line in (traceback or "").splitlines():
-        match = _FRAME.match(line)
-        if match is not None:
-            found = f"{match['file']}:{match['line']} in {match['func'].strip()}"
-    return found
+    return user_location(traceback)
 
 
 def render_summary(
@@ -430,7 +424,7 @@ def render_summary(
     """Draw how a run ended: status, duration, outcomes, errors and where raised.
 
     One line per processor with its outcome; one per error, with the place in the
-    code it was raised from (the innermost frame of its traceback).
+    user's code it was raised from (see ``error_location``).
 
     Args:
         snapshot: a snapshot of the finished run.

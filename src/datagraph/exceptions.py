@@ -145,6 +145,7 @@ class UpstreamError(DatagraphError):
         message: str,
         traceback: str = "",
         stream: str | None = None,
+        location: str | None = None,
     ) -> None:
         self.processor = processor
         self.error_type = error_type
@@ -153,9 +154,14 @@ class UpstreamError(DatagraphError):
         #: where it was raised.
         self.traceback = traceback
         self.stream = stream
+        #: Where the user's code raised it, ``path/to/file.py:12 in func``: the
+        #: innermost frame of the traceback outside Datagraph, the standard
+        #: library and installed packages; None when the traceback has no frame.
+        self.location = location
         where = f" (reading stream {stream!r})" if stream else ""
+        at = f" (at {location})" if location else ""
         super().__init__(
-            f"processor {processor!r} failed{where}: {error_type}: {message}"
+            f"processor {processor!r} failed{where}: {error_type}: {message}{at}"
         )
 
 

@@ -18,8 +18,10 @@ from .exceptions import (
     DatagraphError,
     RunCancelledError,
     RunFailedError,
+    StreamNotFoundError,
     UpstreamError,
 )
+from .flow import near_name
 from .io import IO
 from .snapshot import ProcessorFigures, RunSnapshot, StreamFigures
 
@@ -64,11 +66,13 @@ class Run(dict[str, IO[Any]]):
         return self._ctx.plan
 
     def __missing__(self, name: str) -> IO[Any]:
+        near = near_name(name, self)
+        hint = f"did you mean {near!r}? " if near else ""
         msg = (
-            f"{name!r} is not an output of run {self.id}; outputs: {list(self)} "
-            "(start with all_outputs=True to read every stream)"
+            f"{name!r} is not an output of run {self.id}; {hint}outputs: "
+            f"{list(self)} (start with all_outputs=True to read every stream)"
         )
-        raise KeyError(msg)
+        raise StreamNotFoundError(msg, stream=name)
 
     async def states(self) -> dict[str, JobRecord]:
         """Return the recorded state of each processor.

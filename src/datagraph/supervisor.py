@@ -25,14 +25,18 @@ from ._streams import (
 )
 from .exceptions import (
     CorruptRunError,
+    InputError,
     MissingInputError,
+    NotAttachedError,
     ProcessorNotFoundError,
     RunNotFoundError,
     SerializationError,
     StoreConnectionError,
     StoreError,
+    UnknownInputError,
 )
 from .executors import Executor, LocalExecutor
+from .flow import near_name
 from .io import IOVal
 from .run import CorruptRun, Run
 from .serializers import (
@@ -66,7 +70,7 @@ class _AttachedInstance:
                 "no Supervisor is attached to this process; call "
                 "Supervisor.attach(...) first (or use a Supervisor object directly)"
             )
-            raise RuntimeError(msg)
+            raise NotAttachedError(msg)
         return owner._attached
 
 
@@ -254,7 +258,8 @@ class Supervisor:
         Raises:
             UnresolvedFlowError: ``flow.resolve()`` was not called.
             MissingInputError: a flow input has no value.
-            ValueError: a value names a stream that is not a flow input.
+            UnknownInputError: a value names a stream that is not a flow input.
+            InputError: an input is not given as an ``IOVal``.
             SerializationError: an input value cannot be encoded (nothing is
                 written then).
             ProcessorNotFoundError: the executor cannot run a processor.
@@ -316,13 +321,15 @@ class Supervisor:
                 msg = (
                     f"flow inputs are given as IOVal(name=..., value=...), got {item!r}"
                 )
-                raise TypeError(msg)
+                raise InputError(msg)
             if item.name not in by_stream:
+                near = near_name(item.name, plan.inputs)
+                hint = f"did you mean {near!r}? " if near else ""
                 msg = (
-                    f"{item.name!r} is not an input of the flow; its inputs are "
-                    f"{list(plan.inputs)}"
+                    f"{item.name!r} is not an input of the flow; {hint}its inputs "
+                    f"are {list(plan.inputs)}"
                 )
-                raise ValueError(msg)
+                raise UnknownInputError(msg)
             by_stream[item.name].append(item.value)
             given.add(item.name)
         missing = [name for name in plan.inputs if name not in given]

@@ -55,7 +55,7 @@ __all__ = (
     "HISTORY",
     "dispatch",
     "dispatch_ready",
-    "dispatched_state",
+    "dispatched_record",
     "jobs_of",
     "record_end",
     "record_end_patiently",
@@ -76,10 +76,10 @@ def jobs_of(processor: Processor) -> list[str]:
     return [instance_job(processor.name, i) for i in range(processor.instances)]
 
 
-def dispatched_state(
+def dispatched_record(
     ctx: RunContext, job: str, previous: JobRecord | None = None
 ) -> JobRecord:
-    """Return the state of ``job`` as it is handed to the executor."""
+    """Return the record of ``job`` as it is handed to the executor."""
     base = previous or JobRecord()
     return msgspec.structs.replace(
         base,
@@ -98,7 +98,7 @@ async def dispatch(
     await ctx.store.set_fields(
         ctx.run_id,
         {
-            ctx.field_of(job): _plan.encode(dispatched_state(ctx, job, previous))
+            ctx.field_of(job): _plan.encode(dispatched_record(ctx, job, previous))
             for job in jobs
         },
     )
@@ -333,7 +333,7 @@ async def take_over(
 ) -> None:
     """Dispatch ``job`` again under the next epoch (the caller holds the claim)."""
     successor = msgspec.structs.replace(
-        dispatched_state(ctx, job, state), epoch=state.epoch + 1, history=history
+        dispatched_record(ctx, job, state), epoch=state.epoch + 1, history=history
     )
     await ctx.store.set_fields(ctx.run_id, {ctx.field_of(job): _plan.encode(successor)})
     logger.info(

@@ -16,10 +16,10 @@ from ._errors import Failure
 from ._streams import instance_job
 from .processor import Processor
 
-__all__ = ("JobRecord", "Plan", "Status", "decode_job_record", "decode_plan")
+__all__ = ("JobRecord", "JobStatus", "Plan", "decode_job_record", "decode_plan")
 
 #: The life of a processor within a run.
-Status = Literal["pending", "running", "retrying", "done", "failed", "cancelled"]
+JobStatus = Literal["pending", "running", "retrying", "done", "failed", "cancelled"]
 FINISHED: frozenset[str] = frozenset({"done", "failed", "cancelled"})
 
 
@@ -76,7 +76,7 @@ class Plan(msgspec.Struct, frozen=True, kw_only=True, dict=True):
 class JobRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """The stored record of one job of a run: where it stands, and its past."""
 
-    status: Status = "pending"
+    status: JobStatus = "pending"
     attempt: int = 0
     started: float | None = None
     ended: float | None = None

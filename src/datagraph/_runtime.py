@@ -37,14 +37,14 @@ if TYPE_CHECKING:
     from ._context import RunContext
     from .processor import Processor
 
-__all__ = ("ProcessorRun",)
+__all__ = ("JobRunner",)
 
 
-class ProcessorRun:
-    """One job (a processor, or one instance of it) of one run, start to end.
+class JobRunner:
+    """Runs one job (a processor, or one instance of it) of one run, start to end.
 
-    The job runs under the epoch its state holds when it starts: a delivery of a
-    job whose epoch another delivery has started does nothing, and a run whose
+    The job runs under the epoch its record holds when it starts: a delivery of a
+    job whose epoch another delivery has started does nothing, and a runner whose
     epoch is superseded (a peer took the job over, or recorded it lost) stops
     without recording anything.
     """
@@ -350,7 +350,7 @@ class ProcessorRun:
         """Record the job's final state, end its streams, wake what waits on them."""
         if cancelled and failure is None:
             failure = self._cancelled_failure()
-        status: _plan.Status = (
+        status: _plan.JobStatus = (
             "done" if failure is None else "cancelled" if cancelled else "failed"
         )
         self._state = msgspec.structs.replace(

@@ -11,7 +11,7 @@ import msgspec
 
 from . import _plan
 from ._errors import Failure, encode_failure
-from ._jobs import HISTORY, dispatch_ready, dispatched_state, jobs_of, settle
+from ._jobs import HISTORY, dispatch_ready, dispatched_record, jobs_of, settle
 from ._streams import CANCELLED_FIELD, dispatch_claim, done_stream, state_field
 from .exceptions import (
     CorruptRunError,
@@ -161,7 +161,7 @@ class Run(dict[str, IO[Any]]):
 
     async def errors(self) -> dict[str, UpstreamError]:
         """Return the failure of each failed (or cancelled) processor, by name."""
-        return _errors(await self.states())
+        return _failures_of(await self.states())
 
     async def wait(self, timeout: float | None = None) -> None:
         """Wait until every processor has finished.
@@ -191,7 +191,7 @@ class Run(dict[str, IO[Any]]):
         if error is not None:
             raise error
         states = await self.states()
-        errors = _errors(states)
+        errors = _failures_of(states)
         if await self._is_cancelled():
             raise RunCancelledError(self.id, errors)
         for name, state in states.items():
@@ -293,7 +293,7 @@ class Run(dict[str, IO[Any]]):
             for job in {proc.name, *jobs_of(proc)}:
                 new = _resumed(previous[job])
                 if not proc.wait and job in ctx.plan.jobs:
-                    new = dispatched_state(ctx, job, new)
+                    new = dispatched_record(ctx, job, new)
                 field = state_field(proc.name) if job == proc.name else None
                 fields[field or ctx.field_of(job)] = _plan.encode(new)
         await ctx.store.set_fields(self.id, fields)
@@ -309,7 +309,7 @@ class Run(dict[str, IO[Any]]):
         return CANCELLED_FIELD in fields
 
 
-def _errors(states: Mapping[str, JobRecord]) -> dict[str, UpstreamError]:
+def _failures_of(states: Mapping[str, JobRecord]) -> dict[str, UpstreamError]:
     return {
         name: state.error.to_exception()
         for name, state in states.items()

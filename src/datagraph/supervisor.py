@@ -13,8 +13,8 @@ from fast_depends.core import CallModel, build_call_model
 
 from . import _plan, _telemetry
 from ._context import RunContext
-from ._jobs import dispatch, dispatch_ready, dispatched_state, jobs_of
-from ._runtime import ProcessorRun
+from ._jobs import dispatch, dispatch_ready, dispatched_record, jobs_of
+from ._runtime import JobRunner
 from ._streams import (
     CREATED_FIELD,
     KEEP_ALL_FIELD,
@@ -282,7 +282,7 @@ class Supervisor:
         states = {state_field(p.name): _plan.encode(pending) for p in plan.processors}
         streaming = [job for p in plan.processors if not p.wait for job in jobs_of(p)]
         states.update(
-            (ctx.field_of(job), _plan.encode(dispatched_state(ctx, job)))
+            (ctx.field_of(job), _plan.encode(dispatched_record(ctx, job)))
             for job in streaming
         )
         await self.store.set_fields(
@@ -430,4 +430,4 @@ class Supervisor:
             msg = f"run {run_id} has no job {job!r}; its jobs: {list(ctx.plan.jobs)}"
             raise ProcessorNotFoundError(msg)
         processor, instance = ctx.plan.jobs[job]
-        await ProcessorRun(ctx, processor, self._call_model, instance).run()
+        await JobRunner(ctx, processor, self._call_model, instance).run()

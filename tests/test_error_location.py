@@ -141,6 +141,17 @@ GROUP = """\
     +------------------------------------
 """
 
+INSTALLED = """\
+Traceback (most recent call last):
+  File "/venv/lib/python3.12/site-packages/datagraph/_runtime.py", line 300, in run
+    await self._body()
+  File "/venv/lib/python3.12/site-packages/acme_flows/load.py", line 40, in _load
+    rows = json.loads(text)
+  File "/usr/lib/python3.12/json/__init__.py", line 346, in loads
+    return _default_decoder.decode(s)
+json.decoder.JSONDecodeError: Expecting value
+"""
+
 LIBRARY_ONLY = """\
 Traceback (most recent call last):
   File "/usr/lib/python3.12/json/__init__.py", line 346, in loads
@@ -158,6 +169,10 @@ json.decoder.JSONDecodeError: Expecting value
         (EDITABLE, "/home/ci/proj/flows.py:7 in _parse"),
         (CHAINED, "/app/flows.py:9 in _load"),
         (GROUP, "/app/jobs.py:21 in fetch"),
+        (
+            INSTALLED,
+            "/venv/lib/python3.12/site-packages/acme_flows/load.py:40 in _load",
+        ),
         (LIBRARY_ONLY, "/usr/lib/python3.12/json/decoder.py:355 in raw_decode"),
         (
             '  File "<frozen runpy>", line 88, in _run_code\nKeyError: 1\n',
@@ -167,7 +182,18 @@ json.decoder.JSONDecodeError: Expecting value
         ("", None),
         (None, None),
     ],
-    ids=["remote", "editable", "chained", "group", "library", "frozen", "x", "", "-"],
+    ids=[
+        "remote",
+        "editable",
+        "chained",
+        "group",
+        "installed",
+        "library",
+        "frozen",
+        "no-frame",
+        "empty",
+        "none",
+    ],
 )
 def test_user_location(traceback: str | None, where: str | None) -> None:
     assert user_location(traceback) == where

@@ -83,39 +83,52 @@ _TRACEBACK_START = re.compile(r"^[\s|+-]*Traceback \(most recent call last\):$")
 _STDLIB = re.compile(r"/lib/python\d+(?:\.\d+)?t?/|\\Lib\\")
 _PACKAGES = frozenset({"site-packages", "dist-packages"})
 _DATAGRAPH = Path(__file__).resolve().parent
-_LIBRARY_ROOTS = (
-    _DATAGRAPH,
-    *sorted(
-        {
-            Path(path).resolve()
-            for name, path in sysconfig.get_paths().items()
-            if name in ("stdlib", "platstdlib", "purelib", "platlib")
-        }
-    ),
+_STDLIB_ROOTS = tuple(
+    {Path(sysconfig.get_path(name)).resolve() for name in ("stdlib", "platstdlib")}
+)
+_PACKAGE_ROOTS = tuple(
+    {Path(sysconfig.get_path(name)).resolve() for name in ("purelib", "platlib")}
 )
 
+# How much a frame tells a user about where their code failed: their own code
+# most, then an installed package (their own may be one), then Datagraph or the
+# standard library, which are never where the mistake is.
+_USER, _PACKAGE, _LIBRARY = range(3)
 
-def _is_library(file: str) -> bool:
-    """Whether a traceback's file is Datagraph's, the stdlib's or a package's.
 
-    Paths are judged as text: the traceback may come from another machine, where
-    Datagraph and Python are installed elsewhere than here.
+def _is_datagraph(parts: tuple[str, ...], local: Path) -> bool:
+    if local.is_absolute() and local.is_relative_to(_DATAGRAPH):
+        return True
+    # A copy of Datagraph elsewhere (on a worker, in another virtualenv): the
+    # rest of its path names one of this package's own files.
+    return any(
+        part == "datagraph" and _DATAGRAPH.joinpath(*parts[i + 1 :]).is_file()
+        for i, part in enumerate(parts[:-1])
+    )
+
+
+def _frame_kind(file: str) -> int:
+    """Say whose code a traceback's file is: the user's, a package's, or ours.
+
+    Paths are judged as text too: the traceback may come from another machine,
+    where Datagraph and Python are installed elsewhere than here.
     """
     if file.startswith("<"):  # <frozen importlib._bootstrap>, <string>...
-        return True
+        return _LIBRARY
     pure: PurePath = PureWindowsPath(file) if "\\" in file else PurePosixPath(file)
-    if _PACKAGES & set(pure.parts):
-        return True
     local = Path(file)
-    if local.is_absolute() and any(local.is_relative_to(r) for r in _LIBRARY_ROOTS):
-        return True
-    parts = pure.parts
-    for i, part in enumerate(parts[:-1]):
-        # A copy of Datagraph elsewhere (e.g. an editable install on a worker):
-        # the rest of its path names one of this package's own files.
-        if part == "datagraph" and _DATAGRAPH.joinpath(*parts[i + 1 :]).is_file():
-            return True
-    return _STDLIB.search(file) is not None
+    if _is_datagraph(pure.parts, local):
+        return _LIBRARY
+    absolute = local.is_absolute()
+    if _PACKAGES & set(pure.parts) or (
+        absolute and any(local.is_relative_to(r) for r in _PACKAGE_ROOTS)
+    ):
+        return _PACKAGE
+    if _STDLIB.search(file) or (
+        absolute and any(local.is_relative_to(r) for r in _STDLIB_ROOTS)
+    ):
+        return _LIBRARY
+    return _USER
 
 
 def user_location(traceback: str | None) -> str | None:
@@ -125,7 +138,8 @@ def user_location(traceback: str | None) -> str | None:
     traceback (not Datagraph's, the standard library's or an installed
     package's): "at .../pathlib.py:931 in iterdir" tells less than the line of
     the processor that listed the folder. Without such a frame, the innermost
-    frame of all.
+    frame of an installed package other than Datagraph (the user's code may be
+    installed as one), else the innermost frame of all.
 
     Args:
         traceback: a formatted traceback, as ``Failure.traceback`` keeps it.
@@ -140,12 +154,13 @@ def user_location(traceback: str | None) -> str | None:
         elif (match := _FRAME.match(line)) is not None:
             blocks[-1].append((match["file"], match["line"], match["func"].strip()))
     # The last exception is raised last; its causes and contexts come before it.
-    for frames in reversed(blocks):
-        for file, line, func in reversed(frames):
-            if not _is_library(file):
+    frames = [frame for block in blocks for frame in block]
+    ordered = [frame for block in reversed(blocks) for frame in reversed(block)]
+    for wanted in (_USER, _PACKAGE):
+        for file, line, func in ordered:
+            if _frame_kind(file) == wanted:
                 return f"{file}:{line} in {func}"
-    for frames in reversed(blocks):
-        if frames:
-            file, line, func = frames[-1]
-            return f"{file}:{line} in {func}"
+    if frames:
+        file, line, func = frames[-1]
+        return f"{file}:{line} in {func}"
     return None

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from ._jobs import jobs_of, settle
 from ._plan import JobRecord, decode_job_record
-from ._streams import CREATED_FIELD, done_stream_owner, state_field
+from ._streams import CREATED_FIELD, done_stream_owner, record_field
 from .exceptions import CorruptRunError, RunNotFoundError
 
 if TYPE_CHECKING:
@@ -43,13 +43,13 @@ class RunContext:
     def field_of(self, job: str) -> str:
         """Return the run field holding the ``JobRecord`` of ``job``."""
         processor, instance = self.plan.jobs[job]
-        return state_field(processor.name, instance)
+        return record_field(processor.name, instance)
 
     async def job_record(
         self, name: str, instance: int | None = None
     ) -> JobRecord | None:
         """Return the record of a processor (or one instance of it) in this run."""
-        field = state_field(name, instance)
+        field = record_field(name, instance)
         fields = await self.store.get_fields(self.run_id, [field])
         return self._decode_record(field, fields[field]) if field in fields else None
 
@@ -65,7 +65,7 @@ class RunContext:
             RunNotFoundError: the run was deleted or has expired.
         """
         keys = [*jobs, *also]
-        fields = [*map(self.field_of, jobs), *map(state_field, also)]
+        fields = [*map(self.field_of, jobs), *map(record_field, also)]
         found = await self.store.get_fields(self.run_id, [CREATED_FIELD, *fields])
         if CREATED_FIELD not in found:
             msg = f"run {self.run_id} no longer exists (it was deleted or expired)"

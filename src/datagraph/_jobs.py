@@ -41,7 +41,7 @@ from ._streams import (
     expire_claim,
     finish_claim,
     instance_job,
-    state_field,
+    record_field,
 )
 from .exceptions import StoreConnectionError, StoreError
 
@@ -145,7 +145,7 @@ async def record_end(
     """
     run_id, store = ctx.run_id, ctx.store
     await store.set_fields(
-        run_id, {state_field(processor.name, instance): _plan.encode(state)}
+        run_id, {record_field(processor.name, instance): _plan.encode(state)}
     )
     failed = state.error is not None
     if instance is not None:
@@ -153,7 +153,7 @@ async def record_end(
             return
         final = msgspec.structs.replace(state, attempt=0, heartbeat=0.0)
         await store.set_fields(
-            run_id, {state_field(processor.name): _plan.encode(final)}
+            run_id, {record_field(processor.name): _plan.encode(final)}
         )
     error = encode_failure(state.error) if state.error is not None else None
     problems: list[StoreError] = []
@@ -230,7 +230,7 @@ async def _finishes_processor(
     the others finished, and the claim keeps two finishers from both winning.
     """
     if not failed:
-        fields = [state_field(processor.name, i) for i in range(processor.instances)]
+        fields = [record_field(processor.name, i) for i in range(processor.instances)]
         states = await ctx.store.get_fields(ctx.run_id, fields)
         if len(states) < len(fields) or not all(
             _plan.decode_job_record(data).finished for data in states.values()

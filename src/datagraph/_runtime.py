@@ -21,8 +21,8 @@ from ._streams import (
     CANCELLED_FIELD,
     expire_claim,
     instance_job,
+    record_field,
     start_claim,
-    state_field,
 )
 from ._threads import run_sync_implementation
 from .exceptions import RunNotFoundError, StoreError, UpstreamError
@@ -65,7 +65,7 @@ class JobRunner:
         self.job = (
             processor.name if instance is None else instance_job(self.name, instance)
         )
-        self._state_field = state_field(processor.name, instance)
+        self._state_field = record_field(processor.name, instance)
         self._state = JobRecord()
         self._peers = [job for job in ctx.plan.jobs if job != self.job]
         # Why the heartbeat stopped the attempt, if it did.

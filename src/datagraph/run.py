@@ -12,7 +12,7 @@ import msgspec
 from . import _plan
 from ._errors import Failure, encode_failure
 from ._jobs import HISTORY, dispatch_ready, dispatched_record, jobs_of, settle
-from ._streams import CANCELLED_FIELD, dispatch_claim, done_stream, state_field
+from ._streams import CANCELLED_FIELD, dispatch_claim, done_stream, record_field
 from .exceptions import (
     CorruptRunError,
     DatagraphError,
@@ -251,7 +251,7 @@ class Run(dict[str, IO[Any]]):
                     state, status="cancelled", error=failure
                 )
                 await ctx.store.set_fields(
-                    self.id, {state_field(proc.name): _plan.encode(cancelled)}
+                    self.id, {record_field(proc.name): _plan.encode(cancelled)}
                 )
                 await ctx.store.end(self.id, done_stream(proc.name), error)
 
@@ -294,7 +294,7 @@ class Run(dict[str, IO[Any]]):
                 new = _resumed(previous[job])
                 if not proc.wait and job in ctx.plan.jobs:
                     new = dispatched_record(ctx, job, new)
-                field = state_field(proc.name) if job == proc.name else None
+                field = record_field(proc.name) if job == proc.name else None
                 fields[field or ctx.field_of(job)] = _plan.encode(new)
         await ctx.store.set_fields(self.id, fields)
         for proc in again:

@@ -21,7 +21,7 @@ from ._streams import (
     PLAN_FIELD,
     TAKEOVER_FIELD,
     dispatch_claim,
-    state_field,
+    record_field,
 )
 from .exceptions import (
     CorruptRunError,
@@ -279,7 +279,7 @@ class Supervisor:
         # Streaming processors are recorded as dispatched from the start, so a
         # job no worker picks up shows where it waits, and fails in time.
         pending = _plan.JobRecord()
-        states = {state_field(p.name): _plan.encode(pending) for p in plan.processors}
+        states = {record_field(p.name): _plan.encode(pending) for p in plan.processors}
         streaming = [job for p in plan.processors if not p.wait for job in jobs_of(p)]
         states.update(
             (ctx.field_of(job), _plan.encode(dispatched_record(ctx, job)))

@@ -73,6 +73,15 @@ def test_an_input_far_from_every_written_stream_needs_no_declaration() -> None:
     assert Flow.from_processors(evens).resolve().inputs == ("numbers",)
 
 
+def test_a_numbered_series_is_not_taken_for_a_typo() -> None:
+    # c0 feeds a chain that writes c1 .. c10: c0 is close to c10, but numbered.
+    chain = [
+        Processor(name=f"err_chain{i}", inputs=[f"c{i}"], outputs=[f"c{i + 1}"])
+        for i in range(10)
+    ]
+    assert Flow(chain).resolve().inputs == ("c0",)
+
+
 @pytest.mark.parametrize(
     ("inputs", "message"),
     [

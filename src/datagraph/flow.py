@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from typing import TYPE_CHECKING, Self
 
 from ._plan import Plan
@@ -203,11 +204,22 @@ def near_name(name: str, names: Iterable[str]) -> str | None:
     """Return the one of ``names`` that ``name`` most likely misspells, or None.
 
     Close means ``difflib``'s similarity of at least 0.8, case aside: ``odd`` and
-    ``odds``, ``Numbers`` and ``numbers``; not ``a`` and ``b``.
+    ``odds``, ``Numbers`` and ``numbers``; not ``a`` and ``b``. Names that differ
+    only in their numbers (``part1`` and ``part2``, ``c0`` and ``c10``) are a
+    series, not a typo.
     """
-    by_folded = {n.casefold(): n for n in names}
-    found = difflib.get_close_matches(name.casefold(), by_folded, n=1, cutoff=0.8)
+    folded = name.casefold()
+    series = _NUMBERS.sub("#", folded)
+    by_folded = {
+        n.casefold(): n
+        for n in names
+        if n.casefold() == folded or _NUMBERS.sub("#", n.casefold()) != series
+    }
+    found = difflib.get_close_matches(folded, by_folded, n=1, cutoff=0.8)
     return by_folded[found[0]] if found else None
+
+
+_NUMBERS = re.compile(r"\d+")
 
 
 def _topological_order(

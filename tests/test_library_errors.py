@@ -30,6 +30,7 @@ from datagraph import (
     UnknownInputError,
     UnknownStreamError,
 )
+from datagraph.flow import near_name
 from datagraph.stores.memory import MemoryStore
 
 evens = Processor(name="err_evens", inputs=["numbers"], outputs=["odds", "evens"])
@@ -71,6 +72,25 @@ def test_a_declared_input_may_be_close_to_a_written_stream() -> None:
 
 def test_an_input_far_from_every_written_stream_needs_no_declaration() -> None:
     assert Flow.from_processors(evens).resolve().inputs == ("numbers",)
+
+
+@pytest.mark.parametrize(
+    ("typed", "written", "meant"),
+    [
+        ("odd", ["odds", "evens"], "odds"),
+        ("numbrs", ["numbers"], "numbers"),
+        ("ordres", ["orders"], "orders"),
+        ("order_item", ["order_items"], "order_items"),
+        ("Odds", ["odds"], "odds"),
+        ("fan_n", ["fan"], None),  # a word more: another name
+        ("idle_n", ["idle_c"], None),  # one-letter words: names, not slips
+        ("part1", ["part2"], None),  # a series
+        ("c0", ["c10"], None),
+        ("a", ["b"], None),
+    ],
+)
+def test_near_name(typed: str, written: list[str], meant: str | None) -> None:
+    assert near_name(typed, written) == meant
 
 
 def test_a_numbered_series_is_not_taken_for_a_typo() -> None:

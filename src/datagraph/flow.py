@@ -203,23 +203,38 @@ class Flow:
 def near_name(name: str, names: Iterable[str]) -> str | None:
     """Return the one of ``names`` that ``name`` most likely misspells, or None.
 
-    Close means ``difflib``'s similarity of at least 0.8, case aside: ``odd`` and
-    ``odds``, ``Numbers`` and ``numbers``; not ``a`` and ``b``. Names that differ
-    only in their numbers (``part1`` and ``part2``, ``c0`` and ``c10``) are a
-    series, not a typo.
+    A slip of the keys changes a letter or two of one word: ``odd`` for ``odds``,
+    ``numbrs`` for ``numbers``, ``order_item`` for ``order_items``, ``Odds`` for
+    ``odds``. Names of different words are different names (``fan_n`` and
+    ``fan``, ``idle_n`` and ``idle_c``), and names that differ only in their
+    numbers are a series (``part1`` and ``part2``, ``c0`` and ``c10``).
     """
     folded = name.casefold()
-    series = _NUMBERS.sub("#", folded)
-    by_folded = {
+    candidates = {
         n.casefold(): n
         for n in names
-        if n.casefold() == folded or _NUMBERS.sub("#", n.casefold()) != series
+        if n.casefold() == folded or _may_misspell(name, n)
     }
-    found = difflib.get_close_matches(folded, by_folded, n=1, cutoff=0.8)
-    return by_folded[found[0]] if found else None
+    found = difflib.get_close_matches(folded, candidates, n=1, cutoff=0.8)
+    return candidates[found[0]] if found else None
 
 
 _NUMBERS = re.compile(r"\d+")
+_WORD_BREAKS = re.compile(r"[\s_.:/-]+|(?<=[a-z])(?=[A-Z])")
+
+
+def _may_misspell(typed: str, meant: str) -> bool:
+    """Whether ``typed`` is ``meant`` with a word or two slightly misspelled."""
+    typed_words = [w.casefold() for w in _WORD_BREAKS.split(typed)]
+    meant_words = [w.casefold() for w in _WORD_BREAKS.split(meant)]
+    if len(typed_words) != len(meant_words):
+        return False
+    slips = [(t, m) for t, m in zip(typed_words, meant_words, strict=True) if t != m]
+    return bool(slips) and all(
+        _NUMBERS.sub("#", t) != _NUMBERS.sub("#", m)
+        and difflib.SequenceMatcher(None, t, m).ratio() >= 0.75
+        for t, m in slips
+    )
 
 
 def _topological_order(

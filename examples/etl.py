@@ -10,6 +10,17 @@ temporary folder (or ``--dir``), then runs a flow of four streaming processors::
 
 (``load`` writes how many rows each transaction committed to a stream ``loaded``.)
 
+The flow also runs from the ``datagraph`` command on a folder of such files (the
+demo keeps its files with ``--dir``)::
+
+    python examples/etl.py --dir /tmp/datagraph-orders
+    datagraph run examples.etl:FLOW --input folder=/tmp/datagraph-orders
+
+It then loads into ``$ETL_DATABASE``, by default ``datagraph-etl.sqlite3`` in the
+temporary directory (never the working tree). Loading is idempotent: a line is
+keyed by its file and row, so running the flow twice on the same files gives the
+same rows.
+
 All four start at once and each works on a value as soon as it arrives, so the
 first orders are committed to SQLite while most files have not been read yet;
 the demo prints when that happens and when extraction ends. The run uses the
@@ -22,6 +33,7 @@ import csv
 import dataclasses
 import io
 import json
+import os
 import random
 import sqlite3
 import sys
@@ -40,11 +52,17 @@ from datagraph import IO, BlockingIO, Depends, Flow, IOVal, Processor, Run, Supe
 # --------------------------------------------------------------------------- settings
 
 
+def default_database() -> str:
+    """Return ``$ETL_DATABASE``, else a database in the temporary directory."""
+    tmp = Path(tempfile.gettempdir()) / "datagraph-etl.sqlite3"
+    return os.environ.get("ETL_DATABASE") or str(tmp)
+
+
 @dataclasses.dataclass(frozen=True)
 class EtlSettings:
     """What the processors need to know; injected wherever they ask for it."""
 
-    database: str = "etl.sqlite3"
+    database: str = dataclasses.field(default_factory=default_database)
     #: Simulated latency of reading one file (a network share, an object store...).
     io_delay: float = 0.005
     #: Rows per SQLite transaction.
@@ -114,7 +132,7 @@ CREATE TABLE IF NOT EXISTS orders (
     unit_price_cents INTEGER NOT NULL,
     total_cents INTEGER NOT NULL,
     ordered_on TEXT NOT NULL,
-    source TEXT NOT NULL
+    source TEXT NOT NULL PRIMARY KEY  -- file and row: loading again replaces
 )
 """
 
@@ -289,14 +307,17 @@ def _load(
     db: Annotated[sqlite3.Connection, Depends(get_db)],
     settings: SettingsDep,
 ) -> Iterator[int]:
-    """Insert the orders in transactions of ``batch_size`` rows; yield each count.
+    """Upsert the orders in transactions of ``batch_size`` rows; yield each count.
+
+    Each row is keyed by its source (file and row), so loading the same files
+    again replaces the rows instead of adding them twice.
 
     A plain generator: Datagraph runs it in a worker thread, and ``orders`` blocks
     that thread (never the event loop) while it waits for the next order.
     """
     fields = [f.name for f in dataclasses.fields(Order)]
     insert = (
-        f"INSERT INTO orders ({', '.join(fields)}) "
+        f"INSERT OR REPLACE INTO orders ({', '.join(fields)}) "
         f"VALUES ({', '.join('?' for _ in fields)})"
     )
     batch: list[tuple[Any, ...]] = []

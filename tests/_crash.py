@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
     from _worker_processes import WorkerProcess as Worker
     from datagraph import Run
-    from datagraph._plan import ProcessorState
+    from datagraph._plan import JobRecord
 
 CHILD, WHOLE = "pool child", "whole worker"
 
@@ -111,7 +111,7 @@ class Crasher:
                 return name, False
         return None
 
-    async def _states(self) -> dict[str, ProcessorState]:
+    async def _states(self) -> dict[str, JobRecord]:
         return await self.run.states()
 
     async def wait_running(self, *processors: str, timeout: float = 30) -> None:

@@ -46,7 +46,7 @@ from services.app import QUEUES, TASK_ROUTES, make_app, make_executor
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 
-    from datagraph._plan import ProcessorState
+    from datagraph._plan import JobRecord
 
 pytestmark = pytest.mark.redis
 
@@ -175,8 +175,8 @@ async def starter(services: Services, app: Celery) -> AsyncIterator[Supervisor]:
 
 
 async def states_when(
-    run: Run, ready: Callable[[Mapping[str, ProcessorState]], bool]
-) -> dict[str, ProcessorState]:
+    run: Run, ready: Callable[[Mapping[str, JobRecord]], bool]
+) -> dict[str, JobRecord]:
     """Wait until the run's processor states satisfy ``ready``; return them."""
     while True:
         states = await run.states()

@@ -749,19 +749,6 @@ def test_errors_in_full() -> None:
 
 
 @pytest.mark.parametrize(
-    ("traceback", "where"),
-    [
-        (TRACEBACK, "/app/util.py:3 in lookup"),
-        ("", None),
-        (None, None),
-        ("ValueError: no frames\n", None),
-    ],
-)
-def test_error_location(traceback: str | None, where: str | None) -> None:
-    assert _summary.error_location(traceback) == where
-
-
-@pytest.mark.parametrize(
     ("rate", "text"),
     [(0, "0.0/s"), (0.44, "0.4/s"), (12.4, "12/s"), (999.4, "999/s"),
      (1234, "1.2k/s"), (56_789, "57k/s"), (2_345_678, "2.3M/s")],

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from contextlib import ExitStack
 
     from _dramatiq_workers import DramatiqWorker
-    from datagraph._plan import ProcessorState
+    from datagraph._plan import JobRecord
 
 SERVICES = ["tests.dramatiq_services.numbers", "tests.dramatiq_services.doubling"]
 TIMEOUT = 30
@@ -205,7 +205,7 @@ async def test_cancel_stops_a_processor_on_a_dramatiq_worker_within_2_s(
 async def test_a_worker_shut_down_warmly_hands_its_processor_over(
     starter: Supervisor, services: Services
 ) -> None:
-    async def when(check: Callable[[ProcessorState], bool]) -> None:
+    async def when(check: Callable[[JobRecord], bool]) -> None:
         while True:  # polling the store: the state has no event to wait on
             if check((await run.states())["dq_endless"]):
                 return

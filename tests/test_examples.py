@@ -21,6 +21,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SEED = ROOT / "examples" / "seed.py"
 ETL = ROOT / "examples" / "etl.py"
+#: The installed console script, as a user runs it.
+DATAGRAPH = str(Path(sys.executable).parent / "datagraph")
 
 
 def run_script(
@@ -112,6 +114,59 @@ def test_seed_prints_the_seed_output_on_trio_then_asyncio(
     proc = run_script(SEED, env=store_env)
     assert proc.stdout.split() == ["0", "2", "4", "6", "8"] * 2
     assert_used_redis(store_env)
+
+
+def _in_root(
+    *command: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run a command from the repository's root, as the docs do; it must succeed."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("DATAGRAPH_")}
+    clean.pop("ETL_DATABASE", None)
+    proc = subprocess.run(
+        command, cwd=ROOT, env={**clean, **(env or {})}, capture_output=True,
+        text=True, timeout=50, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, f"{proc.stdout}\n--- stderr\n{proc.stderr}"
+    return proc
+
+
+def test_importing_an_example_runs_nothing() -> None:
+    modules = "examples.seed, examples.etl, examples.distributed.orders"
+    proc = _in_root(sys.executable, "-c", f"import {modules}")
+    assert (proc.stdout, proc.stderr) == ("", "")
+
+
+def test_the_graph_of_the_seed_is_only_the_graph() -> None:
+    proc = _in_root(DATAGRAPH, "graph", "examples.seed:FLOW")
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "Flow: 1 processor, 1 input, 1 output"
+    assert "  [in] foo  -->  foobar  -->  [out] bar" in lines
+    assert not [line for line in lines if line.strip().isdigit()]  # no run's output
+    assert proc.stderr == ""
+
+
+def _databases_in_the_tree() -> list[Path]:
+    return sorted([*ROOT.glob("*.sqlite3"), *ROOT.glob("examples/**/*.sqlite3")])
+
+
+def test_the_etl_flow_run_twice_leaves_the_same_rows_outside_the_tree(
+    tmp_path: Path,
+) -> None:
+    folder, tmp = tmp_path / "orders", tmp_path / "tmp"
+    tmp.mkdir()
+    demo = run_script(ETL, "--files", "20", "--dir", str(folder))
+    good = _number(r"generated (\d+) good", demo.stdout)
+    before = _databases_in_the_tree()
+    command = (DATAGRAPH, "run", "examples.etl:FLOW", "--input", f"folder={folder}")
+    counts = []
+    for _ in range(2):
+        _in_root(*command, "--no-live", env={"TMPDIR": str(tmp)})
+        # The default database is in the temporary directory, not the tree.
+        with sqlite3.connect(tmp / "datagraph-etl.sqlite3") as db:
+            counts.append(db.execute("SELECT count(*) FROM orders").fetchone()[0])
+        db.close()
+    assert counts == [good, good]
+    assert _databases_in_the_tree() == before
 
 
 def _number(pattern: str, text: str) -> int:

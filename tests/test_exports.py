@@ -41,6 +41,13 @@ EXPECTED = {
     "Supervisor",
     "UnresolvedFlowError",
     "UpstreamError",
+    "ConfigurationError",
+    "DeclarationError",
+    "InputError",
+    "NotAttachedError",
+    "StreamNotFoundError",
+    "UnknownInputError",
+    "UnknownStreamError",
     "processor",
 }
 

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from datagraph import MemoryStore, Settings, Supervisor
+from datagraph import ConfigurationError, MemoryStore, Settings, Supervisor
 
 
 def test_the_defaults() -> None:
@@ -86,7 +86,7 @@ def test_a_supervisor_takes_settings_as_keywords(
 )
 def test_a_variable_of_the_wrong_kind_names_itself(variable: str, value: str) -> None:
     with pytest.raises(
-        ValueError, match=f"{variable}='{value}' is not a valid"
+        ConfigurationError, match=f"{variable}='{value}' is not a valid"
     ) as info:
         Settings.from_env({variable: value})
     assert info.value.__cause__ is None  # one line, not int()'s own message too
@@ -107,24 +107,26 @@ def test_a_variable_of_the_wrong_kind_names_itself(variable: str, value: str) ->
     ],
 )
 def test_a_bad_value_is_refused(field: str, value: object, says: str) -> None:
-    with pytest.raises(ValueError, match=says):
+    with pytest.raises(ConfigurationError, match=says):
         Settings(**{field: value})  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match=says):  # the same through from_env
+    with pytest.raises(ConfigurationError, match=says):  # the same through from_env
         Settings.from_env({}, **{field: value})
 
 
 def test_a_bad_variable_is_refused_like_a_bad_argument() -> None:
-    with pytest.raises(ValueError, match="window must be an integer >= 0, got -3"):
+    with pytest.raises(
+        ConfigurationError, match="window must be an integer >= 0, got -3"
+    ):
         Settings.from_env({"DATAGRAPH_WINDOW": "-3"})
 
 
-def test_an_unknown_override_is_a_type_error_naming_the_known_ones() -> None:
+def test_an_unknown_override_is_a_configuration_error_naming_the_known_ones() -> None:
     with pytest.raises(
-        TypeError, match=r"unknown setting\(s\) \['batchsize'\]"
+        ConfigurationError, match=r"unknown setting\(s\) \['batchsize'\]"
     ) as info:
         Settings.from_env({}, batchsize=8)
     assert "'batch_size'" in str(info.value)  # the known settings are listed
-    with pytest.raises(TypeError, match="batchsize"):
+    with pytest.raises(ConfigurationError, match="batchsize"):
         Supervisor(store=MemoryStore(), batchsize=8)
 
 

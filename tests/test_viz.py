@@ -399,3 +399,31 @@ def test_docs_page_shows_what_the_renderers_draw() -> None:
         check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_drawing_depends_on_the_plan_never_on_flow() -> None:
+    # flow.py imports viz to draw itself; viz importing flow back (even lazily)
+    # would make the two modules a cycle again.
+    import ast
+
+    import datagraph.viz
+
+    package = Path(datagraph.viz.__file__).parent
+    runtime_imports: list[str] = []
+    for module in sorted(package.glob("*.py")):
+        tree = ast.parse(module.read_text(encoding="utf-8"))
+        guarded = {
+            id(node)
+            for stmt in tree.body
+            if isinstance(stmt, ast.If) and "TYPE_CHECKING" in ast.unparse(stmt.test)
+            for node in ast.walk(stmt)
+        }
+        runtime_imports += [
+            f"{module.name}: {ast.unparse(node)}"
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom)
+            and id(node) not in guarded
+            and (node.module or "").split(".")[-1] == "flow"
+        ]
+    assert runtime_imports == []
+    assert (package / "_graph.py").exists()  # the walk saw the modules

@@ -65,7 +65,13 @@ def attach() -> Celery:
     carries Celery's messages (``DATAGRAPH_REDIS_URL``; ``DEMO_BROKER_URL`` to
     use another broker, such as RabbitMQ).
     """
-    redis_url = os.environ["DATAGRAPH_REDIS_URL"]
+    redis_url = os.environ.get("DATAGRAPH_REDIS_URL")
+    if not redis_url:  # a KeyError would not say what to do
+        msg = (
+            "the services of this demo share a Redis server: set DATAGRAPH_REDIS_URL "
+            "(python -m examples.distributed.demo starts a throwaway one)"
+        )
+        raise RuntimeError(msg)
     app = Celery("orders", broker=os.environ.get("DEMO_BROKER_URL", redis_url))
     app.conf.broker_connection_retry_on_startup = True
     Supervisor.attach(redis_config={"url": redis_url}, executor=CeleryExecutor(app))

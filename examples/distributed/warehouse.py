@@ -1,12 +1,14 @@
 """Service "warehouse": validates rows and loads the orders into SQLite.
 
 Serve it with ``celery -A examples.distributed.warehouse worker``; the database
-is ``$DEMO_DATABASE``.
+is ``$DEMO_DATABASE``, by default ``datagraph-orders.sqlite3`` in the temporary
+directory (never the worker's working directory).
 """
 
 import dataclasses
 import os
 import sqlite3
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal, InvalidOperation
 from typing import Annotated
@@ -61,7 +63,8 @@ async def _transform(records: IO[RawRecord]) -> AsyncIterator[IOVal[Order | Reje
 
 def get_db() -> Iterator[sqlite3.Connection]:
     """Open the database for one processor run, and close it after."""
-    db = sqlite3.connect(os.environ.get("DEMO_DATABASE", "orders.sqlite3"))
+    default = os.path.join(tempfile.gettempdir(), "datagraph-orders.sqlite3")
+    db = sqlite3.connect(os.environ.get("DEMO_DATABASE") or default)
     try:
         db.execute(SCHEMA)
         yield db

@@ -11,10 +11,16 @@ from __future__ import annotations
 from fast_depends import Depends as Depends
 
 from .exceptions import (
+    ConfigurationError as ConfigurationError,
+)
+from .exceptions import (
     CycleError as CycleError,
 )
 from .exceptions import (
     DatagraphError as DatagraphError,
+)
+from .exceptions import (
+    DeclarationError as DeclarationError,
 )
 from .exceptions import (
     DuplicateProcessorError as DuplicateProcessorError,
@@ -29,7 +35,13 @@ from .exceptions import (
     FlowError as FlowError,
 )
 from .exceptions import (
+    InputError as InputError,
+)
+from .exceptions import (
     MissingInputError as MissingInputError,
+)
+from .exceptions import (
+    NotAttachedError as NotAttachedError,
 )
 from .exceptions import (
     OutputError as OutputError,
@@ -54,6 +66,15 @@ from .exceptions import (
 )
 from .exceptions import (
     SignatureError as SignatureError,
+)
+from .exceptions import (
+    StreamNotFoundError as StreamNotFoundError,
+)
+from .exceptions import (
+    UnknownInputError as UnknownInputError,
+)
+from .exceptions import (
+    UnknownStreamError as UnknownStreamError,
 )
 from .exceptions import (
     UnresolvedFlowError as UnresolvedFlowError,
@@ -87,8 +108,10 @@ __all__ = (
     "IO",
     "BlockingIO",
     "CeleryExecutor",
+    "ConfigurationError",
     "CycleError",
     "DatagraphError",
+    "DeclarationError",
     "Depends",
     "DuplicateProcessorError",
     "DuplicateProducerError",
@@ -97,10 +120,12 @@ __all__ = (
     "Flow",
     "FlowError",
     "IOVal",
+    "InputError",
     "LocalExecutor",
     "MemoryStore",
     "MissingInputError",
     "MsgpackSerializer",
+    "NotAttachedError",
     "OutputError",
     "PickleSerializer",
     "Processor",
@@ -119,7 +144,10 @@ __all__ = (
     "SignatureError",
     "Store",
     "StreamFigures",
+    "StreamNotFoundError",
     "Supervisor",
+    "UnknownInputError",
+    "UnknownStreamError",
     "UnresolvedFlowError",
     "UpstreamError",
     "processor",

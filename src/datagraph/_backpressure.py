@@ -78,7 +78,7 @@ class Backpressure:
             delay = min(delay * 2, _MAX_DELAY)
 
     async def _has_finished(self, reader: str) -> bool:
-        state = await self._ctx.processor_state(reader)
+        state = await self._ctx.job_record(reader)
         return state is not None and state.finished
 
     async def _maybe_trim(self, cursors: dict[str, int]) -> None:

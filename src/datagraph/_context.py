@@ -6,8 +6,8 @@ import dataclasses
 from typing import TYPE_CHECKING
 
 from ._jobs import jobs_of, settle
-from ._plan import ProcessorState, decode_state
-from ._streams import CREATED_FIELD, done_stream_owner, state_field
+from ._plan import JobRecord, decode_job_record
+from ._streams import CREATED_FIELD, done_stream_owner, record_field
 from .exceptions import CorruptRunError, RunNotFoundError
 
 if TYPE_CHECKING:
@@ -41,22 +41,22 @@ class RunContext:
         return self.takeover and self.executor.takes_over
 
     def field_of(self, job: str) -> str:
-        """Return the run field holding the ``ProcessorState`` of ``job``."""
+        """Return the run field holding the ``JobRecord`` of ``job``."""
         processor, instance = self.plan.jobs[job]
-        return state_field(processor.name, instance)
+        return record_field(processor.name, instance)
 
-    async def processor_state(
+    async def job_record(
         self, name: str, instance: int | None = None
-    ) -> ProcessorState | None:
-        """Return the recorded state of a processor (or instance) of this run."""
-        field = state_field(name, instance)
+    ) -> JobRecord | None:
+        """Return the record of a processor (or one instance of it) in this run."""
+        field = record_field(name, instance)
         fields = await self.store.get_fields(self.run_id, [field])
-        return self._decode_state(field, fields[field]) if field in fields else None
+        return self._decode_record(field, fields[field]) if field in fields else None
 
-    async def job_states(
+    async def job_records(
         self, jobs: Sequence[str], also: Sequence[str] = ()
-    ) -> dict[str, ProcessorState]:
-        """Return the recorded states of ``jobs`` by job.
+    ) -> dict[str, JobRecord]:
+        """Return the records of ``jobs``, by job.
 
         ``also`` names scaled-out processors whose own state (the whole
         processor's, recorded when it ends) comes back under their name.
@@ -65,21 +65,21 @@ class RunContext:
             RunNotFoundError: the run was deleted or has expired.
         """
         keys = [*jobs, *also]
-        fields = [*map(self.field_of, jobs), *map(state_field, also)]
+        fields = [*map(self.field_of, jobs), *map(record_field, also)]
         found = await self.store.get_fields(self.run_id, [CREATED_FIELD, *fields])
         if CREATED_FIELD not in found:
             msg = f"run {self.run_id} no longer exists (it was deleted or expired)"
             raise RunNotFoundError(msg)
         return {
-            key: self._decode_state(field, found[field])
+            key: self._decode_record(field, found[field])
             if field in found
-            else ProcessorState()
+            else JobRecord()
             for key, field in zip(keys, fields, strict=True)
         }
 
-    def _decode_state(self, field: str, data: bytes) -> ProcessorState:
+    def _decode_record(self, field: str, data: bytes) -> JobRecord:
         try:
-            return decode_state(data)
+            return decode_job_record(data)
         except Exception as exc:  # whatever the bytes are, the record is corrupt
             raise CorruptRunError(self.run_id, f"field {field!r}", str(exc)) from exc
 
@@ -95,7 +95,7 @@ class RunContext:
         """
         producer = self.plan.producer_of(stream) or done_stream_owner(stream)
         if producer is None:
-            await self.job_states([])  # a flow input: still there?
+            await self.job_records([])  # a flow input: still there?
             return
         jobs = jobs_of(self.plan.by_name[producer])
-        await settle(self, await self.job_states(jobs))
+        await settle(self, await self.job_records(jobs))

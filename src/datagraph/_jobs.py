@@ -33,7 +33,7 @@ import msgspec
 
 from . import _plan
 from ._errors import Failure, encode_failure
-from ._plan import ProcessorState
+from ._plan import JobRecord
 from ._streams import (
     KEEP_ALL_FIELD,
     dispatch_claim,
@@ -41,7 +41,7 @@ from ._streams import (
     expire_claim,
     finish_claim,
     instance_job,
-    state_field,
+    record_field,
 )
 from .exceptions import StoreConnectionError, StoreError
 
@@ -55,7 +55,7 @@ __all__ = (
     "HISTORY",
     "dispatch",
     "dispatch_ready",
-    "dispatched_state",
+    "dispatched_record",
     "jobs_of",
     "record_end",
     "record_end_patiently",
@@ -76,11 +76,11 @@ def jobs_of(processor: Processor) -> list[str]:
     return [instance_job(processor.name, i) for i in range(processor.instances)]
 
 
-def dispatched_state(
-    ctx: RunContext, job: str, previous: ProcessorState | None = None
-) -> ProcessorState:
-    """Return the state of ``job`` as it is handed to the executor."""
-    base = previous or ProcessorState()
+def dispatched_record(
+    ctx: RunContext, job: str, previous: JobRecord | None = None
+) -> JobRecord:
+    """Return the record of ``job`` as it is handed to the executor."""
+    base = previous or JobRecord()
     return msgspec.structs.replace(
         base,
         status="pending",
@@ -91,14 +91,14 @@ def dispatched_state(
 
 
 async def dispatch(
-    ctx: RunContext, processor: Processor, previous: ProcessorState | None = None
+    ctx: RunContext, processor: Processor, previous: JobRecord | None = None
 ) -> None:
     """Record a processor's jobs as dispatched, then hand them to the executor."""
     jobs = jobs_of(processor)
     await ctx.store.set_fields(
         ctx.run_id,
         {
-            ctx.field_of(job): _plan.encode(dispatched_state(ctx, job, previous))
+            ctx.field_of(job): _plan.encode(dispatched_record(ctx, job, previous))
             for job in jobs
         },
     )
@@ -122,7 +122,7 @@ async def dispatch_ready(ctx: RunContext, ended_streams: Iterable[str]) -> None:
         inputs = [await ctx.store.state(ctx.run_id, s) for s in proc.inputs]
         if not all(s.ended for s in inputs):
             continue
-        state = await ctx.processor_state(proc.name) or ProcessorState()
+        state = await ctx.job_record(proc.name) or JobRecord()
         if state.status != "pending" or state.dispatched is not None:
             continue
         if await ctx.store.claim(ctx.run_id, dispatch_claim(proc.name, state.round)):
@@ -133,7 +133,7 @@ async def record_end(
     ctx: RunContext,
     processor: Processor,
     instance: int | None,
-    state: ProcessorState,
+    state: JobRecord,
     *,
     cancelled: bool = False,
 ) -> None:
@@ -145,7 +145,7 @@ async def record_end(
     """
     run_id, store = ctx.run_id, ctx.store
     await store.set_fields(
-        run_id, {state_field(processor.name, instance): _plan.encode(state)}
+        run_id, {record_field(processor.name, instance): _plan.encode(state)}
     )
     failed = state.error is not None
     if instance is not None:
@@ -153,7 +153,7 @@ async def record_end(
             return
         final = msgspec.structs.replace(state, attempt=0, heartbeat=0.0)
         await store.set_fields(
-            run_id, {state_field(processor.name): _plan.encode(final)}
+            run_id, {record_field(processor.name): _plan.encode(final)}
         )
     error = encode_failure(state.error) if state.error is not None else None
     problems: list[StoreError] = []
@@ -183,7 +183,7 @@ async def _free_inputs(ctx: RunContext, processor: Processor) -> None:
         if stream in ctx.plan.outputs:
             continue
         readers = [p.name for p in ctx.plan.consumers_of(stream)]
-        states = await ctx.job_states([], also=readers)
+        states = await ctx.job_records([], also=readers)
         if all(states[name].status == "done" for name in readers):
             length = (await ctx.store.state(ctx.run_id, stream)).length
             await ctx.store.trim(ctx.run_id, stream, length)
@@ -193,7 +193,7 @@ async def record_end_patiently(
     ctx: RunContext,
     processor: Processor,
     instance: int | None,
-    state: ProcessorState,
+    state: JobRecord,
     *,
     cancelled: bool = False,
 ) -> None:
@@ -230,18 +230,16 @@ async def _finishes_processor(
     the others finished, and the claim keeps two finishers from both winning.
     """
     if not failed:
-        fields = [state_field(processor.name, i) for i in range(processor.instances)]
+        fields = [record_field(processor.name, i) for i in range(processor.instances)]
         states = await ctx.store.get_fields(ctx.run_id, fields)
         if len(states) < len(fields) or not all(
-            _plan.decode_state(data).finished for data in states.values()
+            _plan.decode_job_record(data).finished for data in states.values()
         ):
             return False
     return await ctx.store.claim(ctx.run_id, finish_claim(processor.name, round_))
 
 
-def _lapse(
-    ctx: RunContext, state: ProcessorState, now: float
-) -> tuple[Failure, int] | None:
+def _lapse(ctx: RunContext, state: JobRecord, now: float) -> tuple[Failure, int] | None:
     """Return why a job's lease or dispatch has lapsed, or None while it has not.
 
     A lapsed lease that this process will take over comes back as a failure of
@@ -286,7 +284,7 @@ def _lapse(
     return None
 
 
-async def settle(ctx: RunContext, states: Mapping[str, ProcessorState]) -> bool:
+async def settle(ctx: RunContext, states: Mapping[str, JobRecord]) -> bool:
     """Act on every job of ``states`` (by job) whose lease or dispatch has lapsed.
 
     Returns:
@@ -330,12 +328,12 @@ async def settle(ctx: RunContext, states: Mapping[str, ProcessorState]) -> bool:
 async def take_over(
     ctx: RunContext,
     job: str,
-    state: ProcessorState,
+    state: JobRecord,
     history: tuple[Failure, ...] = (),
 ) -> None:
     """Dispatch ``job`` again under the next epoch (the caller holds the claim)."""
     successor = msgspec.structs.replace(
-        dispatched_state(ctx, job, state), epoch=state.epoch + 1, history=history
+        dispatched_record(ctx, job, state), epoch=state.epoch + 1, history=history
     )
     await ctx.store.set_fields(ctx.run_id, {ctx.field_of(job): _plan.encode(successor)})
     logger.info(

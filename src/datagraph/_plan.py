@@ -1,4 +1,9 @@
-"""What a run records in the store: its plan, and the state of each processor."""
+"""What a run records in the store: its plan, and a record of each job.
+
+A job is one processor of a run, or one instance of a scaled-out processor; its
+``JobRecord`` is the bookkeeping the supervisor and the workers share (status,
+attempt, epoch, heartbeat, history). What users see of it is ``RunSnapshot``.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +16,10 @@ from ._errors import Failure
 from ._streams import instance_job
 from .processor import Processor
 
-__all__ = ("Plan", "ProcessorState", "Status", "decode_plan", "decode_state")
+__all__ = ("JobRecord", "JobStatus", "Plan", "decode_job_record", "decode_plan")
 
 #: The life of a processor within a run.
-Status = Literal["pending", "running", "retrying", "done", "failed", "cancelled"]
+JobStatus = Literal["pending", "running", "retrying", "done", "failed", "cancelled"]
 FINISHED: frozenset[str] = frozenset({"done", "failed", "cancelled"})
 
 
@@ -68,10 +73,10 @@ class Plan(msgspec.Struct, frozen=True, kw_only=True, dict=True):
         return tuple(p for p in self.processors if stream in p.inputs)
 
 
-class ProcessorState(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """Where one processor of a run stands."""
+class JobRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """The stored record of one job of a run: where it stands, and its past."""
 
-    status: Status = "pending"
+    status: JobStatus = "pending"
     attempt: int = 0
     started: float | None = None
     ended: float | None = None
@@ -103,11 +108,11 @@ class ProcessorState(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tr
 
 _encoder = msgspec.msgpack.Encoder()
 _plan_decoder = msgspec.msgpack.Decoder(Plan)
-_state_decoder = msgspec.msgpack.Decoder(ProcessorState)
+_job_record_decoder = msgspec.msgpack.Decoder(JobRecord)
 
 
-def encode(value: Plan | ProcessorState) -> bytes:
-    """Encode a plan or a processor state for the store."""
+def encode(value: Plan | JobRecord) -> bytes:
+    """Encode a plan or a job record for the store."""
     return _encoder.encode(value)
 
 
@@ -116,6 +121,6 @@ def decode_plan(data: bytes) -> Plan:
     return _plan_decoder.decode(data)
 
 
-def decode_state(data: bytes) -> ProcessorState:
-    """Decode a stored processor state."""
-    return _state_decoder.decode(data)
+def decode_job_record(data: bytes) -> JobRecord:
+    """Decode a stored job record."""
+    return _job_record_decoder.decode(data)

@@ -16,13 +16,13 @@ from ._errors import Failure, failure_from_exception
 from ._jobs import HISTORY as _HISTORY
 from ._jobs import record_end_patiently, settle, take_over
 from ._outputs import Outputs
-from ._plan import ProcessorState
+from ._plan import JobRecord
 from ._streams import (
     CANCELLED_FIELD,
     expire_claim,
     instance_job,
+    record_field,
     start_claim,
-    state_field,
 )
 from ._threads import run_sync_implementation
 from .exceptions import RunNotFoundError, StoreError, UpstreamError
@@ -37,14 +37,14 @@ if TYPE_CHECKING:
     from ._context import RunContext
     from .processor import Processor
 
-__all__ = ("ProcessorRun",)
+__all__ = ("JobRunner",)
 
 
-class ProcessorRun:
-    """One job (a processor, or one instance of it) of one run, start to end.
+class JobRunner:
+    """Runs one job (a processor, or one instance of it) of one run, start to end.
 
-    The job runs under the epoch its state holds when it starts: a delivery of a
-    job whose epoch another delivery has started does nothing, and a run whose
+    The job runs under the epoch its record holds when it starts: a delivery of a
+    job whose epoch another delivery has started does nothing, and a runner whose
     epoch is superseded (a peer took the job over, or recorded it lost) stops
     without recording anything.
     """
@@ -65,8 +65,8 @@ class ProcessorRun:
         self.job = (
             processor.name if instance is None else instance_job(self.name, instance)
         )
-        self._state_field = state_field(processor.name, instance)
-        self._state = ProcessorState()
+        self._state_field = record_field(processor.name, instance)
+        self._state = JobRecord()
         self._peers = [job for job in ctx.plan.jobs if job != self.job]
         # Why the heartbeat stopped the attempt, if it did.
         self._stopped_by_cancel = False  # run.cancel()
@@ -76,7 +76,7 @@ class ProcessorRun:
     async def run(self) -> None:
         """Run the job to the end, recording what happens in the store."""
         ctx = self.ctx
-        found = await ctx.job_states([self.job])
+        found = await ctx.job_records([self.job])
         self._state = found[self.job]
         if self._state.finished:
             return  # a late duplicate of a job that has ended
@@ -322,7 +322,7 @@ class ProcessorRun:
         ctx = self.ctx
         cancelled = await self._cancelled()
         try:
-            states = await ctx.job_states([self.job, *self._peers])
+            states = await ctx.job_records([self.job, *self._peers])
         except RunNotFoundError:  # deleted under it: nothing left to record
             self._superseded = True
             return True
@@ -357,7 +357,7 @@ class ProcessorRun:
         """Record the job's final state, end its streams, wake what waits on them."""
         if cancelled and failure is None:
             failure = self._cancelled_failure()
-        status: _plan.Status = (
+        status: _plan.JobStatus = (
             "done" if failure is None else "cancelled" if cancelled else "failed"
         )
         self._state = msgspec.structs.replace(

@@ -16,8 +16,8 @@ __all__ = (
     "instance_job",
     "is_internal",
     "parse_job",
+    "record_field",
     "start_claim",
-    "state_field",
 )
 
 PLAN_FIELD = "plan"
@@ -43,8 +43,11 @@ def done_stream_owner(stream: str) -> str | None:
     return stream[len(prefix) :] if stream.startswith(prefix) else None
 
 
-def state_field(processor: str, instance: int | None = None) -> str:
-    """The run field holding the ``ProcessorState`` of a processor (or instance)."""
+def record_field(processor: str, instance: int | None = None) -> str:
+    """The run field holding the ``JobRecord`` of a processor (or instance).
+
+    Its name in the store, ``state:...``, is part of the stored format and stays.
+    """
     if instance is None:
         return f"state:{processor}"
     return f"state:{processor}#{instance}"

@@ -6,10 +6,24 @@ DatagraphError
 │   ├── CycleError              .cycle: the processors of the loop, in order
 │   ├── DuplicateProducerError  .stream, .producers
 │   ├── DuplicateProcessorError .name
+│   ├── DeclarationError        a processor or flow is declared with values
+│   │                           that cannot work (also TypeError)
+│   ├── UnknownStreamError      a processor reads a stream no processor writes,
+│   │                           and one written has a near name; .processor,
+│   │                           .stream, .suggestion
 │   └── UnresolvedFlowError     the flow was started before resolve()
 ├── RegistrationError           an implementation does not fit its declaration
 │                               (also TypeError)
-├── MissingInputError           start_flow() lacks a flow input (also ValueError)
+├── InputError                  start_flow() inputs do not fit the flow (also
+│   │                           ValueError and TypeError)
+│   ├── MissingInputError       a flow input is not given
+│   └── UnknownInputError       a value names a stream that is not an input
+├── ConfigurationError          a setting is unknown or its value unusable (also
+│                               ValueError and TypeError)
+├── NotAttachedError            Supervisor.instance before Supervisor.attach()
+│                               (also RuntimeError)
+├── StreamNotFoundError         run[name] of a stream the run does not hand
+│                               back (also KeyError); .stream
 ├── OutputError                 a processor yielded to an undeclared output
 ├── SerializationError          a value cannot be encoded, or an entry decoded
 │   │                           (also TypeError)
@@ -96,8 +110,70 @@ class RegistrationError(DatagraphError, TypeError):
     """An implementation's signature does not fit its processor's declaration."""
 
 
-class MissingInputError(DatagraphError, ValueError):
+class DeclarationError(FlowError, TypeError):
+    """A processor or a flow is declared with values that cannot work.
+
+    For example an empty name, a stream read and written by one processor, or a
+    string where a list of stream names belongs. It is a ``ValueError`` and a
+    ``TypeError``: the two builtins raised for these mistakes before.
+    """
+
+
+class UnknownStreamError(FlowError):
+    """A processor reads a stream that no processor writes, probably misspelled.
+
+    A stream no processor writes is a flow input, given when a run starts; one
+    whose name is close to a stream a processor does write is most likely a typo.
+    Declare it as an input (``Flow(..., inputs=[name])``) when it is one.
+    """
+
+    def __init__(self, *, processor: str, stream: str, suggestion: str) -> None:
+        #: The processor reading the stream.
+        self.processor = processor
+        #: The stream no processor writes.
+        self.stream = stream
+        #: The stream written by a processor whose name is close.
+        self.suggestion = suggestion
+        super().__init__(
+            f"processor {processor!r} reads {stream!r}, which no processor writes: "
+            f"did you mean {suggestion!r}? (if {stream!r} is an input of the flow, "
+            f"declare it: Flow(..., inputs=[{stream!r}]))"
+        )
+
+
+class InputError(DatagraphError, ValueError, TypeError):
+    """The values given to ``start_flow()`` do not fit the flow's inputs."""
+
+
+class MissingInputError(InputError):
     """``start_flow()`` was not given a value stream for every flow input."""
+
+
+class UnknownInputError(InputError):
+    """``start_flow()`` was given a value for a stream that is not a flow input."""
+
+
+class ConfigurationError(DatagraphError, ValueError, TypeError):
+    """A setting is unknown, or its value cannot work.
+
+    A ``ValueError`` and a ``TypeError``, the builtins raised for these before.
+    """
+
+
+class NotAttachedError(DatagraphError, RuntimeError):
+    """``Supervisor.instance`` was used before ``Supervisor.attach()``."""
+
+
+class StreamNotFoundError(DatagraphError, KeyError):
+    """A run was asked for a stream it does not hand back."""
+
+    def __init__(self, message: str, *, stream: str) -> None:
+        super().__init__(message)
+        #: The stream asked for.
+        self.stream = stream
+
+    def __str__(self) -> str:  # a KeyError would show its message quoted
+        return str(self.args[0])
 
 
 class OutputError(DatagraphError):
@@ -145,6 +221,7 @@ class UpstreamError(DatagraphError):
         message: str,
         traceback: str = "",
         stream: str | None = None,
+        location: str | None = None,
     ) -> None:
         self.processor = processor
         self.error_type = error_type
@@ -153,9 +230,14 @@ class UpstreamError(DatagraphError):
         #: where it was raised.
         self.traceback = traceback
         self.stream = stream
+        #: Where the user's code raised it, ``path/to/file.py:12 in func``: the
+        #: innermost frame of the traceback outside Datagraph, the standard
+        #: library and installed packages; None when the traceback has no frame.
+        self.location = location
         where = f" (reading stream {stream!r})" if stream else ""
+        at = f" (at {location})" if location else ""
         super().__init__(
-            f"processor {processor!r} failed{where}: {error_type}: {message}"
+            f"processor {processor!r} failed{where}: {error_type}: {message}{at}"
         )
 
 

@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
+import difflib
+import re
 from typing import TYPE_CHECKING, Self
 
 from ._plan import Plan
 from .exceptions import (
     CycleError,
+    DeclarationError,
     DuplicateProcessorError,
     DuplicateProducerError,
     FlowError,
     RegistrationError,
+    UnknownStreamError,
     UnresolvedFlowError,
 )
 from .processor import Processor, _registry
+from .viz import to_dot, to_graph, to_mermaid, to_text
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
 
-__all__ = ("Flow",)
+__all__ = ("Flow", "near_name")
 
 
 class Flow:
@@ -27,16 +32,31 @@ class Flow:
     Streams that no processor writes are the flow's **inputs**, given when a run
     starts; streams that no processor reads are its **outputs**. Call
     ``resolve()`` once to validate the graph before starting runs.
+
+    Args:
+        processors: the processors of the flow.
+        inputs: streams declared as inputs of the flow. Optional: any stream no
+            processor writes is an input. Declaring one says its name is meant,
+            where ``resolve()`` would otherwise take a name close to a written
+            stream's (``odd`` next to ``odds``) for a typo.
+
+    Raises:
+        DeclarationError: ``processors`` holds something else than ``Processor``
+            declarations, or ``inputs`` is a string.
+        DuplicateProcessorError: two different processors share a name.
+        FlowError: there is no processor.
     """
 
-    __slots__ = ("_plan", "processors")
+    __slots__ = ("_declared_inputs", "_plan", "processors")
 
-    def __init__(self, processors: Iterable[Processor]) -> None:
+    def __init__(
+        self, processors: Iterable[Processor], *, inputs: Iterable[str] = ()
+    ) -> None:
         unique: dict[str, Processor] = {}
         for item in tuple[object, ...](processors):
             if not isinstance(item, Processor):
                 msg = f"a flow is made of Processor declarations, got {item!r}"
-                raise TypeError(msg)
+                raise DeclarationError(msg)
             proc = item
             known = unique.setdefault(proc.name, proc)
             if known != proc:
@@ -46,17 +66,23 @@ class Flow:
             raise FlowError(msg)
         #: The processors, in the order given.
         self.processors: tuple[Processor, ...] = tuple(unique.values())
+        if isinstance(inputs, str):
+            msg = f"inputs of a flow are a list of stream names: write [{inputs!r}]"
+            raise DeclarationError(msg)
+        self._declared_inputs = tuple(dict.fromkeys(inputs))
         self._plan: Plan | None = None
 
     @classmethod
-    def from_processors(cls, *processors: Processor) -> Self:
-        """Build a flow of the given processors."""
-        return cls(processors)
+    def from_processors(
+        cls, *processors: Processor, inputs: Iterable[str] = ()
+    ) -> Self:
+        """Build a flow of the given processors (``inputs``: see ``Flow``)."""
+        return cls(processors, inputs=inputs)
 
     @classmethod
-    def from_tasks(cls, *processors: Processor) -> Self:
+    def from_tasks(cls, *processors: Processor, inputs: Iterable[str] = ()) -> Self:
         """Build a flow of the given processors (alias of ``from_processors``)."""
-        return cls(processors)
+        return cls(processors, inputs=inputs)
 
     def __repr__(self) -> str:
         names = ", ".join(p.name for p in self.processors)
@@ -71,6 +97,11 @@ class Flow:
 
         Raises:
             DuplicateProducerError: two processors write one stream.
+            UnknownStreamError: a processor reads a stream that no processor
+                writes, not declared as an input, whose name is close to one a
+                processor writes (a typo, most likely).
+            FlowError: a declared input is written by a processor, or read by
+                none.
             CycleError: processors feed each other in a loop.
             RegistrationError: the implementation registered in this process for a
                 processor was registered for a different declaration of it.
@@ -81,6 +112,7 @@ class Flow:
                 if stream in producers:
                     raise DuplicateProducerError(stream, [producers[stream], proc.name])
                 producers[stream] = proc.name
+        self._check_inputs(producers)
         for proc in self.processors:
             impl = _registry.get(proc.name)
             if impl is not None and impl.processor != proc:
@@ -97,6 +129,32 @@ class Flow:
             processors=tuple(order), inputs=tuple(inputs), outputs=tuple(outputs)
         )
         return self
+
+    def _check_inputs(self, producers: dict[str, str]) -> None:
+        """Refuse declared inputs that cannot be, and undeclared near misses."""
+        read = {s for p in self.processors for s in p.inputs}
+        for stream in self._declared_inputs:
+            if stream in producers:
+                msg = (
+                    f"{stream!r} is declared as an input of the flow, but processor "
+                    f"{producers[stream]!r} writes it"
+                )
+                raise FlowError(msg)
+            if stream not in read:
+                msg = (
+                    f"{stream!r} is declared as an input of the flow, but no "
+                    "processor reads it"
+                )
+                raise FlowError(msg)
+        for proc in self.processors:
+            for stream in proc.inputs:
+                if stream in producers or stream in self._declared_inputs:
+                    continue
+                suggestion = near_name(stream, producers)
+                if suggestion is not None:
+                    raise UnknownStreamError(
+                        processor=proc.name, stream=stream, suggestion=suggestion
+                    )
 
     @property
     def resolved(self) -> bool:
@@ -131,21 +189,52 @@ class Flow:
 
     def to_mermaid(self) -> str:
         """Render the resolved flow as a Mermaid flowchart (see ``datagraph.viz``)."""
-        from . import viz  # drawing is rarely needed: import it on use
-
-        return viz.to_mermaid(viz.to_graph(self))
+        return to_mermaid(to_graph(self))
 
     def to_dot(self) -> str:
         """Render the resolved flow as Graphviz DOT (see ``datagraph.viz``)."""
-        from . import viz  # drawing is rarely needed: import it on use
-
-        return viz.to_dot(viz.to_graph(self))
+        return to_dot(to_graph(self))
 
     def to_text(self) -> str:
         """Render the resolved flow as plain text for terminals (``datagraph.viz``)."""
-        from . import viz  # drawing is rarely needed: import it on use
+        return to_text(to_graph(self))
 
-        return viz.to_text(viz.to_graph(self))
+
+def near_name(name: str, names: Iterable[str]) -> str | None:
+    """Return the one of ``names`` that ``name`` most likely misspells, or None.
+
+    A slip of the keys changes a letter or two of one word: ``odd`` for ``odds``,
+    ``numbrs`` for ``numbers``, ``order_item`` for ``order_items``, ``Odds`` for
+    ``odds``. Names of different words are different names (``fan_n`` and
+    ``fan``, ``idle_n`` and ``idle_c``), and names that differ only in their
+    numbers are a series (``part1`` and ``part2``, ``c0`` and ``c10``).
+    """
+    folded = name.casefold()
+    candidates = {
+        n.casefold(): n
+        for n in names
+        if n.casefold() == folded or _may_misspell(name, n)
+    }
+    found = difflib.get_close_matches(folded, candidates, n=1, cutoff=0.8)
+    return candidates[found[0]] if found else None
+
+
+_NUMBERS = re.compile(r"\d+")
+_WORD_BREAKS = re.compile(r"[\s_.:/-]+|(?<=[a-z])(?=[A-Z])")
+
+
+def _may_misspell(typed: str, meant: str) -> bool:
+    """Whether ``typed`` is ``meant`` with a word or two slightly misspelled."""
+    typed_words = [w.casefold() for w in _WORD_BREAKS.split(typed)]
+    meant_words = [w.casefold() for w in _WORD_BREAKS.split(meant)]
+    if len(typed_words) != len(meant_words):
+        return False
+    slips = [(t, m) for t, m in zip(typed_words, meant_words, strict=True) if t != m]
+    return bool(slips) and all(
+        _NUMBERS.sub("#", t) != _NUMBERS.sub("#", m)
+        and difflib.SequenceMatcher(None, t, m).ratio() >= 0.75
+        for t, m in slips
+    )
 
 
 def _topological_order(

@@ -20,7 +20,11 @@ from typing import Annotated, Any, TypeVar
 from fast_depends.dependencies import Dependant
 
 from ._streams import is_internal
-from .exceptions import ProcessorNotFoundError, RegistrationError
+from .exceptions import (
+    DeclarationError,
+    ProcessorNotFoundError,
+    RegistrationError,
+)
 from .io import IO, BlockingIO
 
 __all__ = ("Implementation", "Processor", "implementation_of", "processor")
@@ -34,23 +38,23 @@ def _names(kind: str, owner: str, names: Iterable[str]) -> tuple[str, ...]:
             f"{kind} of processor {owner!r} must be a list of stream names, "
             f"not the string {names!r}; write [{names!r}]"
         )
-        raise TypeError(msg)
+        raise DeclarationError(msg)
     # A set has no order of its own (it follows each process's hash seed), so
     # sort it: every process must read the same declaration.
     result = tuple(sorted(names) if isinstance(names, AbstractSet) else names)
     for name in tuple[object, ...](result):  # a run-time check of user input
         if not isinstance(name, str) or not name:
             msg = f"{kind} of processor {owner!r} must be non-empty strings: {name!r}"
-            raise TypeError(msg)
+            raise DeclarationError(msg)
         if is_internal(name):
             msg = (
                 f"stream {name!r} of processor {owner!r}: names starting with '!' "
                 "are reserved for Datagraph"
             )
-            raise ValueError(msg)
+            raise DeclarationError(msg)
     if len(set(result)) != len(result):
         msg = f"{kind} of processor {owner!r} name a stream twice: {list(result)}"
-        raise ValueError(msg)
+        raise DeclarationError(msg)
     return result
 
 
@@ -129,33 +133,33 @@ class Processor:
         name: object = self.name  # a run-time check of user input
         if not isinstance(name, str) or not name.strip():
             msg = f"a processor needs a non-empty name, got {name!r}"
-            raise ValueError(msg)
+            raise DeclarationError(msg)
         object.__setattr__(self, "inputs", _names("inputs", self.name, self.inputs))
         object.__setattr__(self, "outputs", _names("outputs", self.name, self.outputs))
         both = set(self.inputs) & set(self.outputs)
         if both:
             msg = f"processor {self.name!r} both reads and writes {sorted(both)}"
-            raise ValueError(msg)
+            raise DeclarationError(msg)
         if self.retries < 0 or self.retry_delay < 0 or self.retry_max_delay < 0:
             msg = (
                 f"retries, retry_delay and retry_max_delay of processor "
                 f"{self.name!r} must be >= 0"
             )
-            raise ValueError(msg)
+            raise DeclarationError(msg)
         if self.retry_backoff < 1 or not 0 <= self.retry_jitter <= 1:
             msg = (
                 f"processor {self.name!r} needs retry_backoff >= 1 and retry_jitter "
                 f"between 0 and 1, got {self.retry_backoff!r} and {self.retry_jitter!r}"
             )
-            raise ValueError(msg)
+            raise DeclarationError(msg)
         object.__setattr__(self, "retry_on", _exception_names(self.name, self.retry_on))
         if not self.instances >= 1:
             count = self.instances
             msg = f"processor {self.name!r} needs at least 1 instance, not {count}"
-            raise ValueError(msg)
+            raise DeclarationError(msg)
         if self.instances > 1 and "#" in self.name:
             msg = f"scaled-out processor {self.name!r}: its name cannot contain '#'"
-            raise ValueError(msg)
+            raise DeclarationError(msg)
 
     def retries_on(self, exc: BaseException) -> bool:
         """Tell whether the retry policy covers ``exc``."""
@@ -225,7 +229,7 @@ def _exception_names(owner: str, types_: Iterable[object]) -> tuple[str, ...]:
                 f"retry_on of processor {owner!r} takes exception types or their "
                 f"qualified names, got {item!r}"
             )
-            raise TypeError(msg)
+            raise DeclarationError(msg)
     return tuple(sorted(set(names)))
 
 

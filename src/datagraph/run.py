@@ -12,13 +12,13 @@ import msgspec
 
 from . import _plan
 from ._errors import Failure, encode_failure
-from ._jobs import HISTORY, dispatch_ready, dispatched_state, jobs_of, settle
+from ._jobs import HISTORY, dispatch_ready, dispatched_record, jobs_of, settle
 from ._streams import (
     CANCELLED_FIELD,
     CREATED_FIELD,
     dispatch_claim,
     done_stream,
-    state_field,
+    record_field,
 )
 from .exceptions import (
     CorruptRunError,
@@ -26,8 +26,10 @@ from .exceptions import (
     RunCancelledError,
     RunFailedError,
     RunNotFoundError,
+    StreamNotFoundError,
     UpstreamError,
 )
+from .flow import near_name
 from .io import IO
 from .snapshot import (
     ProcessorFigures,
@@ -41,7 +43,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Mapping
 
     from ._context import RunContext
-    from ._plan import Plan, ProcessorState
+    from ._plan import JobRecord, Plan
 
 __all__ = ("CorruptRun", "Run", "RunStatus")
 
@@ -78,13 +80,15 @@ class Run(dict[str, IO[Any]]):
         return self._ctx.plan
 
     def __missing__(self, name: str) -> IO[Any]:
+        near = near_name(name, self)
+        hint = f"did you mean {near!r}? " if near else ""
         msg = (
-            f"{name!r} is not an output of run {self.id}; outputs: {list(self)} "
-            "(start with all_outputs=True to read every stream)"
+            f"{name!r} is not an output of run {self.id}; {hint}outputs: "
+            f"{list(self)} (start with all_outputs=True to read every stream)"
         )
-        raise KeyError(msg)
+        raise StreamNotFoundError(msg, stream=name)
 
-    async def states(self) -> dict[str, ProcessorState]:
+    async def states(self) -> dict[str, JobRecord]:
         """Return the recorded state of each processor.
 
         Jobs whose lease or dispatch has lapsed are settled first (taken over, or
@@ -98,9 +102,9 @@ class Run(dict[str, IO[Any]]):
         ctx = self._ctx
         jobs = list(ctx.plan.jobs)
         scaled = [p.name for p in self.plan.processors if p.instances > 1]
-        states = await ctx.job_states(jobs, also=scaled)
+        states = await ctx.job_records(jobs, also=scaled)
         if await settle(ctx, {job: states[job] for job in jobs}):
-            states = await ctx.job_states(jobs, also=scaled)
+            states = await ctx.job_records(jobs, also=scaled)
         result = {}
         for proc in self.plan.processors:
             if proc.instances == 1:
@@ -201,9 +205,7 @@ class Run(dict[str, IO[Any]]):
         """
         return follow(self, interval=interval, window=window)
 
-    async def status(
-        self, states: Mapping[str, ProcessorState] | None = None
-    ) -> RunStatus:
+    async def status(self, states: Mapping[str, JobRecord] | None = None) -> RunStatus:
         """Return where the run stands as a whole.
 
         Raises:
@@ -225,7 +227,7 @@ class Run(dict[str, IO[Any]]):
 
     async def errors(self) -> dict[str, UpstreamError]:
         """Return the failure of each failed (or cancelled) processor, by name."""
-        return _errors(await self.states())
+        return _failures_of(await self.states())
 
     async def wait(self, timeout: float | None = None) -> None:
         """Wait until every processor has finished.
@@ -255,7 +257,7 @@ class Run(dict[str, IO[Any]]):
         if error is not None:
             raise error
         states = await self.states()
-        errors = _errors(states)
+        errors = _failures_of(states)
         if await self._is_cancelled():
             raise RunCancelledError(self.id, errors)
         for name, state in states.items():
@@ -315,7 +317,7 @@ class Run(dict[str, IO[Any]]):
                     state, status="cancelled", error=failure
                 )
                 await ctx.store.set_fields(
-                    self.id, {state_field(proc.name): _plan.encode(cancelled)}
+                    self.id, {record_field(proc.name): _plan.encode(cancelled)}
                 )
                 await ctx.store.end_stream(self.id, done_stream(proc.name), error)
 
@@ -346,7 +348,7 @@ class Run(dict[str, IO[Any]]):
         # Raises before anything changes if they cannot run where they would go.
         ctx.executor.check(_plan.Plan(processors=tuple(again), inputs=(), outputs=()))
         await ctx.store.delete_fields(self.id, [CANCELLED_FIELD])
-        previous = await ctx.job_states(
+        previous = await ctx.job_records(
             [job for p in again for job in jobs_of(p)],
             also=[p.name for p in again if p.instances > 1],
         )
@@ -357,8 +359,8 @@ class Run(dict[str, IO[Any]]):
             for job in {proc.name, *jobs_of(proc)}:
                 new = _resumed(previous[job])
                 if not proc.wait and job in ctx.plan.jobs:
-                    new = dispatched_state(ctx, job, new)
-                field = state_field(proc.name) if job == proc.name else None
+                    new = dispatched_record(ctx, job, new)
+                field = record_field(proc.name) if job == proc.name else None
                 fields[field or ctx.field_of(job)] = _plan.encode(new)
         await ctx.store.set_fields(self.id, fields)
         for proc in again:
@@ -373,7 +375,7 @@ class Run(dict[str, IO[Any]]):
         return CANCELLED_FIELD in fields
 
 
-def _errors(states: Mapping[str, ProcessorState]) -> dict[str, UpstreamError]:
+def _failures_of(states: Mapping[str, JobRecord]) -> dict[str, UpstreamError]:
     return {
         name: state.error.to_exception()
         for name, state in states.items()
@@ -381,7 +383,7 @@ def _errors(states: Mapping[str, ProcessorState]) -> dict[str, UpstreamError]:
     }
 
 
-def _resumed(state: ProcessorState) -> ProcessorState:
+def _resumed(state: JobRecord) -> JobRecord:
     """Return the state of a finished job about to run again in the next round."""
     history = state.history
     if state.error is not None:
@@ -418,7 +420,7 @@ class CorruptRun(Run):
     def __repr__(self) -> str:
         return f"<CorruptRun {self.id}>"
 
-    async def states(self) -> dict[str, ProcessorState]:
+    async def states(self) -> dict[str, JobRecord]:
         """Raise the run's ``CorruptRunError``."""
         raise self._fresh()
 
@@ -426,9 +428,7 @@ class CorruptRun(Run):
         """Raise the run's ``CorruptRunError``."""
         raise self._fresh()
 
-    async def status(
-        self, states: Mapping[str, ProcessorState] | None = None
-    ) -> RunStatus:
+    async def status(self, states: Mapping[str, JobRecord] | None = None) -> RunStatus:
         """Return ``"corrupt"``."""
         return "corrupt"
 
@@ -454,12 +454,12 @@ class CorruptRun(Run):
 _LIVELINESS = {"running": 4, "retrying": 3, "failed": 2, "pending": 0}
 
 
-def _liveliness(state: ProcessorState) -> int:
+def _liveliness(state: JobRecord) -> int:
     return _LIVELINESS.get(state.status, 1)
 
 
 def _figures(
-    name: str, wait: bool, instances: int, state: ProcessorState
+    name: str, wait: bool, instances: int, state: JobRecord
 ) -> ProcessorFigures:
     error = state.error
     waiting = state.status == "pending" and state.dispatched is not None

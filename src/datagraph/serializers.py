@@ -26,7 +26,12 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import msgspec
 
-from .exceptions import SerializationError, SignatureError, UndecodableEntryError
+from .exceptions import (
+    ConfigurationError,
+    SerializationError,
+    SignatureError,
+    UndecodableEntryError,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -252,7 +257,7 @@ class PickleSerializer:
         key = secret.encode() if isinstance(secret, str) else bytes(secret)
         if len(key) < 16:
             msg = "PickleSerializer needs a secret of at least 16 bytes to sign entries"
-            raise ValueError(msg)
+            raise ConfigurationError(msg)
         self._key = key
 
     def __repr__(self) -> str:

@@ -6,6 +6,8 @@ import dataclasses
 import os
 from typing import TYPE_CHECKING, Any
 
+from .exceptions import ConfigurationError
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
@@ -84,7 +86,7 @@ class Settings:
             value = getattr(self, name)
             if not (isinstance(value, int | float) and value > 0):
                 msg = f"setting {name} must be a positive number, got {value!r}"
-                raise ValueError(msg)
+                raise ConfigurationError(msg)
         for name in (
             "batch_size",
             "share_size",
@@ -96,14 +98,14 @@ class Settings:
             least = 0 if name in ("window", "takeovers") else 1
             if not (isinstance(size, int) and size >= least):
                 msg = f"setting {name} must be an integer >= {least}, got {size!r}"
-                raise ValueError(msg)
+                raise ConfigurationError(msg)
         if self.client_log_level not in CLIENT_LOG_LEVELS:
             known = ", ".join(CLIENT_LOG_LEVELS)
             msg = (
                 f"setting client_log_level must be one of {known}, "
                 f"got {self.client_log_level!r}"
             )
-            raise ValueError(msg)
+            raise ConfigurationError(msg)
 
     def store_options(self) -> dict[str, Any]:
         """Return the keyword arguments of ``RedisStore`` that these settings set."""
@@ -123,16 +125,15 @@ class Settings:
         """Read ``DATAGRAPH_*`` variables; ``overrides`` (not None) take precedence.
 
         Raises:
-            ValueError: a variable or an override holds a value of the wrong kind.
-            TypeError: an override names no setting (as an unknown keyword
-                argument of ``Settings(...)`` would).
+            ConfigurationError: an override names no setting, or a variable or an
+                override holds a value of the wrong kind.
         """
         environ = os.environ if environ is None else environ
         fields = {f.name: f for f in dataclasses.fields(cls)}
         unknown = sorted(set(overrides) - set(fields))
         if unknown:
             msg = f"unknown setting(s) {unknown}; known: {sorted(fields)}"
-            raise TypeError(msg)
+            raise ConfigurationError(msg)
         values: dict[str, Any] = {}
         for name in fields:
             raw = environ.get(_ENV_PREFIX + name.upper())
@@ -143,6 +144,6 @@ class Settings:
                 values[name] = type(default)(raw) if default is not None else raw
             except ValueError:
                 msg = f"{_ENV_PREFIX}{name.upper()}={raw!r} is not a valid {name}"
-                raise ValueError(msg) from None
+                raise ConfigurationError(msg) from None
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)

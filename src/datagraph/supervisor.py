@@ -13,26 +13,30 @@ from fast_depends.core import CallModel, build_call_model
 
 from . import _plan, _telemetry
 from ._context import RunContext
-from ._jobs import dispatch, dispatch_ready, dispatched_state, jobs_of
-from ._runtime import ProcessorRun
+from ._jobs import dispatch, dispatch_ready, dispatched_record, jobs_of
+from ._runtime import JobRunner
 from ._streams import (
     CREATED_FIELD,
     KEEP_ALL_FIELD,
     PLAN_FIELD,
     TAKEOVER_FIELD,
     dispatch_claim,
-    state_field,
+    record_field,
 )
 from .exceptions import (
     CorruptRunError,
+    InputError,
     MissingInputError,
+    NotAttachedError,
     ProcessorNotFoundError,
     RunNotFoundError,
     SerializationError,
     StoreConnectionError,
     StoreError,
+    UnknownInputError,
 )
 from .executors import Executor, LocalExecutor
+from .flow import near_name
 from .io import IOVal
 from .run import CorruptRun, Run
 from .serializers import (
@@ -66,7 +70,7 @@ class _AttachedInstance:
                 "no Supervisor is attached to this process; call "
                 "Supervisor.attach(...) first (or use a Supervisor object directly)"
             )
-            raise RuntimeError(msg)
+            raise NotAttachedError(msg)
         return owner._attached
 
 
@@ -254,7 +258,8 @@ class Supervisor:
         Raises:
             UnresolvedFlowError: ``flow.resolve()`` was not called.
             MissingInputError: a flow input has no value.
-            ValueError: a value names a stream that is not a flow input.
+            UnknownInputError: a value names a stream that is not a flow input.
+            InputError: an input is not given as an ``IOVal``.
             SerializationError: an input value cannot be encoded (nothing is
                 written then).
             ProcessorNotFoundError: the executor cannot run a processor.
@@ -273,11 +278,11 @@ class Supervisor:
         ctx = self._new_context(run_id, plan, takeover)
         # Streaming processors are recorded as dispatched from the start, so a
         # job no worker picks up shows where it waits, and fails in time.
-        pending = _plan.ProcessorState()
-        states = {state_field(p.name): _plan.encode(pending) for p in plan.processors}
+        pending = _plan.JobRecord()
+        states = {record_field(p.name): _plan.encode(pending) for p in plan.processors}
         streaming = [job for p in plan.processors if not p.wait for job in jobs_of(p)]
         states.update(
-            (ctx.field_of(job), _plan.encode(dispatched_state(ctx, job)))
+            (ctx.field_of(job), _plan.encode(dispatched_record(ctx, job)))
             for job in streaming
         )
         await self.store.set_fields(
@@ -316,13 +321,15 @@ class Supervisor:
                 msg = (
                     f"flow inputs are given as IOVal(name=..., value=...), got {item!r}"
                 )
-                raise TypeError(msg)
+                raise InputError(msg)
             if item.name not in by_stream:
+                near = near_name(item.name, plan.inputs)
+                hint = f"did you mean {near!r}? " if near else ""
                 msg = (
-                    f"{item.name!r} is not an input of the flow; its inputs are "
-                    f"{list(plan.inputs)}"
+                    f"{item.name!r} is not an input of the flow; {hint}its inputs "
+                    f"are {list(plan.inputs)}"
                 )
-                raise ValueError(msg)
+                raise UnknownInputError(msg)
             by_stream[item.name].append(item.value)
             given.add(item.name)
         missing = [name for name in plan.inputs if name not in given]
@@ -355,7 +362,7 @@ class Supervisor:
             CorruptRunError: the run's plan in the store does not decode.
         """
         ctx = await self._context(run_id)
-        await ctx.job_states([])  # still there, although its plan was cached?
+        await ctx.job_records([])  # still there, although its plan was cached?
         return Run(ctx, ctx.plan.outputs)
 
     async def list_runs(self) -> list[Run]:
@@ -423,4 +430,4 @@ class Supervisor:
             msg = f"run {run_id} has no job {job!r}; its jobs: {list(ctx.plan.jobs)}"
             raise ProcessorNotFoundError(msg)
         processor, instance = ctx.plan.jobs[job]
-        await ProcessorRun(ctx, processor, self._call_model, instance).run()
+        await JobRunner(ctx, processor, self._call_model, instance).run()

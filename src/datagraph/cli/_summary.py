@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING
 
 from rich.console import Group
 from rich.text import Text
 
+from .._errors import user_location
 from ._figures import elapsed, first_line, format_duration, run_duration, state_style
 
 if TYPE_CHECKING:
@@ -18,24 +18,7 @@ if TYPE_CHECKING:
     from ..exceptions import UpstreamError
     from ..snapshot import RunSnapshot
 
-__all__ = ("error_location", "render_errors", "render_summary")
-
-
-_FRAME = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<func>.+)$')
-
-
-def error_location(traceback: str | None) -> str | None:
-    """Return where a failure was raised: ``path/to/file.py:12 in func``.
-
-    That is the innermost frame of the traceback's last exception: the one line of
-    a traceback that says most.
-    """
-    found = None
-    for line in (traceback or "").splitlines():
-        match = _FRAME.match(line)
-        if match is not None:
-            found = f"{match['file']}:{match['line']} in {match['func'].strip()}"
-    return found
+__all__ = ("render_errors", "render_summary")
 
 
 def render_summary(
@@ -44,7 +27,7 @@ def render_summary(
     """Draw how a run ended: status, duration, outcomes, errors and where raised.
 
     One line per processor with its outcome; one per error, with the place in the
-    code it was raised from (the innermost frame of its traceback).
+    user's code it was raised from (see ``_errors.user_location``).
 
     Args:
         snapshot: a snapshot of the finished run.
@@ -106,7 +89,7 @@ def render_summary(
                 "  ", (proc.name, "bold"), ": ", (first_line(proc.error or ""), "red")
             )
             parts.append(line)
-            where = error_location(proc.traceback)
+            where = user_location(proc.traceback)
             if where is not None:
                 parts.append(Text(f"    at {where}", style="dim"))
     return Group(*parts)

@@ -110,9 +110,8 @@ class CursorContract:
                 run_id, "s", start, count, values(*range(start, start + count))
             )
 
-        await store.trim(
-            run_id, "s", 4
-        )  # (0, 2) and (2, 1) go; (3, 3) still holds 4, 5
+        # (0, 2) and (2, 1) go; (3, 3) still holds 4, 5.
+        await store.trim(run_id, "s", 4)
         assert await store.state(run_id, "s") == StreamState(8)
         batch = await store.read(run_id, "s", 0, timeout=1)
         assert [(c.start, c.count) for c in batch.chunks] == [(3, 3), (6, 2)]

@@ -74,9 +74,8 @@ class GroupContract:
     ) -> None:
         assert await store.append_at_end(run_id, "s", 2, values(0, 1)) == 0
         assert await store.append_at_end(run_id, "s", 3, values(2, 3, 4)) == 2
-        assert (
-            await store.append(run_id, "s", 5, 1, values(5)) == 6
-        )  # mixes with append
+        # append_at_end and append mix on one stream.
+        assert await store.append(run_id, "s", 5, 1, values(5)) == 6
         assert await store.append_at_end(run_id, "s", 0, b"") == 6  # nothing to write
         assert await store.append_at_end(run_id, "s", 1, values(6)) == 6
         assert await store.state(run_id, "s") == StreamState(7)
@@ -330,9 +329,8 @@ class GroupContract:
         # Every value trimmed away before a group took any: it waits for new ones.
         await store.trim(run_id, "s", 6)
         started = anyio.current_time()
-        assert await store.take(run_id, "s", "late", 5, timeout=0.2) == Share(
-            None, 0, 0
-        )
+        share = await store.take(run_id, "s", "late", 5, timeout=0.2)
+        assert share == Share(None, 0, 0)
         assert anyio.current_time() - started >= 0.15
         await store.append(run_id, "s", 6, 1, values(6))
         share = await store.take(run_id, "s", "late", 5, timeout=1)

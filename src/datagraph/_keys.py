@@ -26,6 +26,8 @@ from __future__ import annotations
 import dataclasses
 import uuid
 
+from .exceptions import RunNotFoundError, StoreConfigError
+
 __all__ = (
     "StreamKeys",
     "blob_prefix",
@@ -46,14 +48,14 @@ __all__ = (
 
 
 def check_prefix(prefix: str) -> str:
-    """Return ``prefix`` if it can start keys, else raise ``ValueError``.
+    """Return ``prefix`` if it can start keys, else raise ``StoreConfigError``.
 
     A brace in the prefix would become the hash tag of every key and put all runs
     into one cluster slot.
     """
     if not prefix or "{" in prefix or "}" in prefix:
         msg = f"a key prefix must be non-empty and free of braces, got {prefix!r}"
-        raise ValueError(msg)
+        raise StoreConfigError(msg)
     return prefix
 
 
@@ -61,11 +63,12 @@ def run_tag(prefix: str, run_id: str) -> str:
     """Return the part shared by every key of a run: ``<prefix>:{<run id>}``.
 
     Raises:
-        ValueError: ``run_id`` is empty or holds a brace (it would break the tag).
+        RunNotFoundError: ``run_id`` is empty or holds a brace (no run has such
+            an id, and it would break the tag).
     """
     if not run_id or "{" in run_id or "}" in run_id:
-        msg = f"a run id must be non-empty and free of braces, got {run_id!r}"
-        raise ValueError(msg)
+        msg = f"no run {run_id!r}: a run id is non-empty and free of braces"
+        raise RunNotFoundError(msg)
     return f"{prefix}:{{{run_id}}}"
 
 

@@ -13,7 +13,7 @@ import anyio
 import pytest
 from anyio import wait_all_tasks_blocked
 
-from datagraph.exceptions import ValueTooLargeError
+from datagraph.exceptions import StoreConfigError, ValueTooLargeError
 from datagraph.stores import StreamState, memory
 from datagraph.stores.memory import MemoryStore
 
@@ -77,14 +77,14 @@ async def test_a_new_run_sweeps_the_expired_ones(clock: Clock) -> None:
 
 @pytest.mark.parametrize("retention", [0, -1.0])
 def test_retention_must_be_positive(retention: float) -> None:
-    with pytest.raises(ValueError, match="retention must be a positive number"):
+    with pytest.raises(StoreConfigError, match="retention must be a positive number"):
         MemoryStore(retention=retention)
 
 
 # ---------------------------------------------------------------- value size
 @pytest.mark.parametrize("size", [0, -1, 1.5])
 def test_max_value_size_must_be_a_positive_integer(size: int) -> None:
-    with pytest.raises(ValueError, match="max_value_size must be a positive number"):
+    with pytest.raises(StoreConfigError, match="max_value_size must be a positive"):
         MemoryStore(max_value_size=size)
 
 

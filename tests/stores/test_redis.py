@@ -14,6 +14,7 @@ from _redis_servers import free_port
 from datagraph import Supervisor
 from datagraph.exceptions import (
     DatagraphError,
+    RunNotFoundError,
     StoreConfigError,
     StoreConnectionError,
     StoreError,
@@ -140,11 +141,11 @@ def test_client_configuration() -> None:
 
 
 def test_invalid_arguments() -> None:
-    with pytest.raises(ValueError, match="retention"):
+    with pytest.raises(StoreConfigError, match="retention"):
         RedisStore(retention=0)
-    with pytest.raises(ValueError, match="prefix"):
+    with pytest.raises(StoreConfigError, match="prefix"):
         RedisStore(prefix="a{b}")
-    with pytest.raises(ValueError, match="prefix"):
+    with pytest.raises(StoreConfigError, match="prefix"):
         RedisStore(prefix="")
 
 
@@ -153,7 +154,7 @@ async def test_run_ids_with_braces_are_refused(
     redis_factory: Callable[..., RedisStore],
 ) -> None:
     store = redis_factory()
-    with pytest.raises(ValueError, match="run id"):
+    with pytest.raises(RunNotFoundError, match="run id"):
         await store.append("a}b", "s", 0, 1, b"x")
 
 

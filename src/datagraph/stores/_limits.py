@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..exceptions import ValueTooLargeError
+from ..exceptions import StoreConfigError, ValueTooLargeError
 
 __all__ = ("DEFAULT_MAX_VALUE_SIZE", "check_max_value_size", "value_too_large")
 
@@ -13,10 +13,10 @@ DEFAULT_MAX_VALUE_SIZE = 128 * 1024 * 1024
 
 
 def check_max_value_size(size: object) -> int:
-    """Return ``size`` if it is a valid limit, else raise ``ValueError``."""
+    """Return ``size`` if it is a valid limit, else raise ``StoreConfigError``."""
     if not (isinstance(size, int) and size > 0):
         msg = f"max_value_size must be a positive number of bytes, got {size!r}"
-        raise ValueError(msg)
+        raise StoreConfigError(msg)
     return size
 
 

@@ -24,7 +24,12 @@ import anyio
 import anyio.lowlevel
 
 from .. import _keys
-from ..exceptions import CorruptDataError, StoreConnectionError, StoreError
+from ..exceptions import (
+    CorruptDataError,
+    StoreConfigError,
+    StoreConnectionError,
+    StoreError,
+)
 from ._limits import DEFAULT_MAX_VALUE_SIZE, check_max_value_size
 from ._redis_access import denied, is_denied, tls_config
 from ._redis_scripts import Scripts
@@ -151,7 +156,7 @@ class RedisConnection:
         ):
             if not value > 0:
                 msg = f"{name} must be a positive number of seconds, got {value!r}"
-                raise ValueError(msg)
+                raise StoreConfigError(msg)
         self.address = parse_url(url)
         self._tls = tls_config(self.address.ca_file)
         self.prefix = _keys.check_prefix(prefix)
@@ -394,6 +399,6 @@ def _quiet_client_log(level: str) -> None:
     """Set glide's log level, unless glide's ``Logger`` is already set up."""
     if level not in _LOG_LEVELS:
         msg = f"client_log_level must be one of {', '.join(_LOG_LEVELS)}, got {level!r}"
-        raise ValueError(msg)
+        raise StoreConfigError(msg)
     if GlideLogger._instance is None:  # glide has no public check
         GlideLogger.init(_LOG_LEVELS[level])

@@ -38,7 +38,7 @@ class RedisStreamWrites(RedisBlobs):
         """
         if start < 0 or count < 0:
             msg = f"start and count must not be negative, got {start} and {count}"
-            raise ValueError(msg)
+            raise StoreError(msg)
         self._check_size(run_id, stream, count, data)
         keys = self._keys_of(run_id, stream)
         session = await self._session()
@@ -162,7 +162,7 @@ class RedisStreamWrites(RedisBlobs):
         """
         if count < 0:
             msg = f"count must not be negative, got {count}"
-            raise ValueError(msg)
+            raise StoreError(msg)
         self._check_size(run_id, stream, count, data)
         keys = self._keys_of(run_id, stream)
         session = await self._session()

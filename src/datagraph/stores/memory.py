@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from ..exceptions import StoreError, StreamClosedError
+from ..exceptions import StoreConfigError, StoreError, StreamClosedError
 from ._base import Batch, Chunk, Share, Store, StreamState
 from ._limits import DEFAULT_MAX_VALUE_SIZE, check_max_value_size, value_too_large
 
@@ -84,7 +84,7 @@ class MemoryStore(Store):
     ) -> None:
         if not retention > 0:
             msg = f"retention must be a positive number of seconds, got {retention!r}"
-            raise ValueError(msg)
+            raise StoreConfigError(msg)
         self.retention = retention
         self.max_value_size = check_max_value_size(max_value_size)
         self._runs: dict[str, _Run] = {}

@@ -84,22 +84,29 @@ class Pacer:
             await self._changed.wait()
 
 
-#: The pacer of the running test (each test installs its own).
-pacer: Pacer | None = None
+def current_pacer() -> Pacer:
+    """The pacer of the running test, which installs its own with ``paced``."""
+    msg = "the test installs a Pacer first (with paced(supervisor))"
+    raise AssertionError(msg)
 
 
-def _pacer() -> Pacer:
-    assert pacer is not None, "the test installs a Pacer first"
-    return pacer
+@contextlib.contextmanager
+def paced(supervisor: Supervisor) -> Iterator[Pacer]:
+    """Hand ``dash_source`` a new pacer, through the supervisor's dependencies."""
+    pacer = Pacer()
+    with supervisor.override(current_pacer, lambda: pacer):
+        yield pacer
 
 
 source = Processor(name="dash_source", inputs=["dash_n"], outputs=["dash_values"])
 
 
 @source
-async def _source(dash_n: IO[int]) -> AsyncIterator[int]:
+async def _source(
+    dash_n: IO[int], pacer: Annotated[Pacer, Depends(current_pacer)]
+) -> AsyncIterator[int]:
     for i in range(await dash_n.first()):
-        await _pacer().wait_for(i)
+        await pacer.wait_for(i)
         yield i
 
 
@@ -147,13 +154,12 @@ async def api(supervisor: Supervisor) -> AsyncIterator[httpx.AsyncClient]:
 
 async def finished_run(supervisor: Supervisor, flow: Flow, n: int) -> Run:
     """Start a run of ``flow`` whose source writes ``n`` values; wait for its end."""
-    global pacer
-    pacer = Pacer()
-    pacer.release(n)
-    run = await supervisor.start_flow(flow, inputs=[IOVal("dash_n", n)])
-    with contextlib.suppress(RunFailedError):
-        await run.wait(TIMEOUT)
-    return run
+    with paced(supervisor) as pacer:
+        pacer.release(n)
+        run = await supervisor.start_flow(flow, inputs=[IOVal("dash_n", n)])
+        with contextlib.suppress(RunFailedError):
+            await run.wait(TIMEOUT)
+        return run
 
 
 async def wait_until(condition: Callable[[], Awaitable[bool]], what: str) -> None:
@@ -195,69 +201,68 @@ async def test_runs_are_listed_newest_first(store: Store) -> None:
 
 @pytest.mark.anyio
 async def test_a_run_shows_its_graph_and_live_figures(store: Store) -> None:
-    global pacer
-    pacer = Pacer()
     supervisor = Supervisor(store=store, executor=LocalExecutor())
-    run = await supervisor.start_flow(STREAMING, inputs=[IOVal("dash_n", 10)])
-    pacer.release(4)
+    with paced(supervisor) as pacer:
+        run = await supervisor.start_flow(STREAMING, inputs=[IOVal("dash_n", 10)])
+        pacer.release(4)
 
-    async def four_doubled() -> bool:
-        snap = await run.snapshot()
-        return snap.streams["dash_doubled"].written == 4
+        async def four_doubled() -> bool:
+            snap = await run.snapshot()
+            return snap.streams["dash_doubled"].written == 4
 
-    await wait_until(four_doubled, "4 values through dash_double")
-    async with api(supervisor) as client:
-        live = (await client.get(f"/api/runs/{run.id}")).json()
-        pacer.release(6)
-        await run.wait(TIMEOUT)
-        done = (await client.get(f"/api/runs/{run.id}")).json()
+        await wait_until(four_doubled, "4 values through dash_double")
+        async with api(supervisor) as client:
+            live = (await client.get(f"/api/runs/{run.id}")).json()
+            pacer.release(6)
+            await run.wait(TIMEOUT)
+            done = (await client.get(f"/api/runs/{run.id}")).json()
 
-    # The graph is the viz model of the run's flow, with the figures as labels.
-    plain = viz.to_json(viz.to_graph(STREAMING))
-    graph = live["graph"]
-    assert [n["id"] for n in graph["nodes"]] == [n["id"] for n in plain["nodes"]]
-    assert [(e["stream"], e["source"], e["target"]) for e in graph["edges"]] == [
-        (e["stream"], e["source"], e["target"]) for e in plain["edges"]
-    ]
-    states = {n["name"]: n.get("state") for n in graph["nodes"]}
-    assert states["dash_source"] == "running"
-    assert states["dash_total"] == "waiting"
-    labels = {(e["stream"], e["reader"]): e["label"] for e in graph["edges"]}
-    assert labels["dash_values", "dash_double"].startswith("4 written")
+        # The graph is the viz model of the run's flow, with the figures as labels.
+        plain = viz.to_json(viz.to_graph(STREAMING))
+        graph = live["graph"]
+        assert [n["id"] for n in graph["nodes"]] == [n["id"] for n in plain["nodes"]]
+        assert [(e["stream"], e["source"], e["target"]) for e in graph["edges"]] == [
+            (e["stream"], e["source"], e["target"]) for e in plain["edges"]
+        ]
+        states = {n["name"]: n.get("state") for n in graph["nodes"]}
+        assert states["dash_source"] == "running"
+        assert states["dash_total"] == "waiting"
+        labels = {(e["stream"], e["reader"]): e["label"] for e in graph["edges"]}
+        assert labels["dash_values", "dash_double"].startswith("4 written")
 
-    assert live["id"] == run.id
-    assert live["status"] == "running"
-    assert live["finished"] is False
-    assert live["created"] > 0
-    values = live["streams"]["dash_values"]
-    assert values["producer"] == "dash_source"
-    assert values["readers"] == ["dash_double"]
-    assert values["written"] == 4
-    assert 0 <= values["read"]["dash_double"] <= 4
-    assert values["backlog"] == 4 - values["read"]["dash_double"]
-    assert values["ended"] is False
-    assert values["rate"] is None or values["rate"] >= 0
-    # A reader that has not started reading is listed with 0.
-    assert live["streams"]["dash_doubled"]["read"] == {"dash_total": 0}
-    proc = live["processors"]["dash_source"]
-    assert proc["state"] == "running"
-    assert proc["attempt"] == 1
-    assert proc["instances"] == 1
-    assert proc["started"] is not None
-    assert proc["ended"] is None
-    assert proc["error"] is None
-    assert live["processors"]["dash_total"]["wait"] is True
-    assert live["processors"]["dash_total"]["state"] == "waiting"
+        assert live["id"] == run.id
+        assert live["status"] == "running"
+        assert live["finished"] is False
+        assert live["created"] > 0
+        values = live["streams"]["dash_values"]
+        assert values["producer"] == "dash_source"
+        assert values["readers"] == ["dash_double"]
+        assert values["written"] == 4
+        assert 0 <= values["read"]["dash_double"] <= 4
+        assert values["backlog"] == 4 - values["read"]["dash_double"]
+        assert values["ended"] is False
+        assert values["rate"] is None or values["rate"] >= 0
+        # A reader that has not started reading is listed with 0.
+        assert live["streams"]["dash_doubled"]["read"] == {"dash_total": 0}
+        proc = live["processors"]["dash_source"]
+        assert proc["state"] == "running"
+        assert proc["attempt"] == 1
+        assert proc["instances"] == 1
+        assert proc["started"] is not None
+        assert proc["ended"] is None
+        assert proc["error"] is None
+        assert live["processors"]["dash_total"]["wait"] is True
+        assert live["processors"]["dash_total"]["state"] == "waiting"
 
-    assert done["status"] == "succeeded"
-    assert done["finished"] is True
-    assert done["streams"]["dash_values"]["written"] == 10
-    assert done["streams"]["dash_values"]["ended"] is True
-    assert done["streams"]["dash_values"]["rate"] == 0
-    assert done["streams"]["dash_doubled"]["read"] == {"dash_total": 10}
-    assert done["streams"]["dash_sum"]["written"] == 1
-    assert {p["state"] for p in done["processors"].values()} == {"done"}
-    assert all(p["ended"] >= p["started"] for p in done["processors"].values())
+        assert done["status"] == "succeeded"
+        assert done["finished"] is True
+        assert done["streams"]["dash_values"]["written"] == 10
+        assert done["streams"]["dash_values"]["ended"] is True
+        assert done["streams"]["dash_values"]["rate"] == 0
+        assert done["streams"]["dash_doubled"]["read"] == {"dash_total": 10}
+        assert done["streams"]["dash_sum"]["written"] == 1
+        assert {p["state"] for p in done["processors"].values()} == {"done"}
+        assert all(p["ended"] >= p["started"] for p in done["processors"].values())
 
 
 @pytest.mark.anyio
@@ -366,72 +371,73 @@ async def test_the_app_works_mounted_under_a_prefix() -> None:
 
 @pytest.mark.anyio
 async def test_events_stream_snapshots_until_the_run_ends(store: Store) -> None:
-    global pacer
-    pacer = Pacer()
     supervisor = Supervisor(store=store, executor=LocalExecutor())
-    run = await supervisor.start_flow(STREAMING, inputs=[IOVal("dash_n", 6)])
-    pacer.release(2)
+    with paced(supervisor) as pacer:
+        run = await supervisor.start_flow(STREAMING, inputs=[IOVal("dash_n", 6)])
+        pacer.release(2)
 
-    async def two_written() -> bool:
-        return (await run.snapshot()).streams["dash_values"].written == 2
+        async def two_written() -> bool:
+            return (await run.snapshot()).streams["dash_values"].written == 2
 
-    await wait_until(two_written, "2 values written")
-    app = create_app(supervisor)
-    two_snapshots_sent = anyio.Event()
-    sent = 0
+        await wait_until(two_written, "2 values written")
+        app = create_app(supervisor)
+        two_snapshots_sent = anyio.Event()
+        sent = 0
 
-    async def counting(scope: Any, receive: Any, send: Any) -> None:
-        """The app, counting the snapshots it sends (the client sees them at end)."""
+        async def counting(scope: Any, receive: Any, send: Any) -> None:
+            """The app, counting the snapshots it sends (the client sees them last)."""
 
-        async def send_counted(message: Any) -> None:
-            nonlocal sent
-            if message["type"] == "http.response.body":
-                sent += message.get("body", b"").count(b"event: snapshot")
-                if sent >= 2:
-                    two_snapshots_sent.set()
-            await send(message)
+            async def send_counted(message: Any) -> None:
+                nonlocal sent
+                if message["type"] == "http.response.body":
+                    sent += message.get("body", b"").count(b"event: snapshot")
+                    if sent >= 2:
+                        two_snapshots_sent.set()
+                await send(message)
 
-        await app(scope, receive, send_counted)
+            await app(scope, receive, send_counted)
 
-    transport = httpx.ASGITransport(app=counting)
-    async with httpx.AsyncClient(
-        transport=transport, base_url="http://localhost"
-    ) as client:
-        bad = await client.get(f"/api/runs/{run.id}/events", params={"interval": "x"})
-        result: list[httpx.Response] = []
+        transport = httpx.ASGITransport(app=counting)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://localhost"
+        ) as client:
+            bad = await client.get(
+                f"/api/runs/{run.id}/events", params={"interval": "x"}
+            )
+            result: list[httpx.Response] = []
 
-        async def listen() -> None:
-            # ASGITransport hands the body over once the response ends: when the
-            # run has finished.
-            url = f"/api/runs/{run.id}/events"
-            result.append(await client.get(url, params={"interval": 0.05}))
+            async def listen() -> None:
+                # ASGITransport hands the body over once the response ends: when the
+                # run has finished.
+                url = f"/api/runs/{run.id}/events"
+                result.append(await client.get(url, params={"interval": 0.05}))
 
-        with anyio.fail_after(TIMEOUT):
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(listen)
-                await two_snapshots_sent.wait()  # of the paced run, still running
-                _pacer().release(4)
+            with anyio.fail_after(TIMEOUT):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(listen)
+                    await two_snapshots_sent.wait()  # of the paced run, still running
+                    pacer.release(4)
 
-    assert bad.status_code == 400
-    (response,) = result
-    assert response.status_code == 200
-    assert response.headers["content-type"].startswith("text/event-stream")
-    events = []
-    for block in response.text.split("\n\n"):
-        lines = dict(line.split(": ", 1) for line in block.splitlines() if line)
-        if "event" in lines:
-            events.append((lines["event"], json.loads(lines["data"])))
-    kinds = [kind for kind, _ in events]
-    assert kinds[-1] == "end"
-    assert set(kinds[:-1]) == {"snapshot"}
-    snapshots = [data for _, data in events[:-1]]
-    assert len(snapshots) >= 2
-    assert snapshots[0]["status"] == "running"
-    assert snapshots[0]["streams"]["dash_values"]["written"] == 2
-    assert snapshots[-1]["finished"] is True
-    assert snapshots[-1]["streams"]["dash_values"]["written"] == 6
-    written = [s["streams"]["dash_values"]["written"] for s in snapshots]
-    assert written == sorted(written)
+        assert bad.status_code == 400
+        (response,) = result
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        events = []
+        for block in response.text.split("\n\n"):
+            lines = dict(line.split(": ", 1) for line in block.splitlines() if line)
+            if "event" in lines:
+                events.append((lines["event"], json.loads(lines["data"])))
+        kinds = [kind for kind, _ in events]
+        assert kinds[-1] == "end"
+        assert set(kinds[:-1]) == {"snapshot"}
+        snapshots = [data for _, data in events[:-1]]
+        assert len(snapshots) >= 2
+        assert snapshots[0]["status"] == "running"
+        assert snapshots[0]["streams"]["dash_values"]["written"] == 2
+        assert snapshots[-1]["finished"] is True
+        assert snapshots[-1]["streams"]["dash_values"]["written"] == 6
+        written = [s["streams"]["dash_values"]["written"] for s in snapshots]
+        assert written == sorted(written)
 
 
 def _snapshot(
@@ -704,7 +710,6 @@ def browser() -> Iterator[Any]:
 @pytest.mark.parametrize("server_backend", ["asyncio", "trio"])
 def test_the_page_shows_a_run_streaming(browser: Any, server_backend: str) -> None:
     """The page loads, draws every processor, counts up, and shows an error."""
-    global pacer
     port = free_port()
     with anyio.from_thread.start_blocking_portal(backend=server_backend) as portal:
         # The server and the run share the portal's event loop (and MemoryStore).
@@ -712,64 +717,66 @@ def test_the_page_shows_a_run_streaming(browser: Any, server_backend: str) -> No
             lambda: Supervisor(store=MemoryStore(), executor=LocalExecutor())
         )
         pacer = portal.call(Pacer)
-        stop = portal.call(anyio.Event)
-        server = portal.start_task_soon(
-            lambda: serve_async(supervisor, port=port, shutdown_trigger=stop.wait)
-        )
-        run = portal.call(
-            lambda: supervisor.start_flow(FAILING, inputs=[IOVal("dash_n", 20)])
-        )
-        portal.call(_pacer().release, 3)  # dash_broken fails on value 2
-        wait_for_port(port)
-
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
-        page.set_default_timeout(TIMEOUT * 1000)
-        try:
-            page.goto(f"http://127.0.0.1:{port}/")
-            page.wait_for_selector(f'#runs li[data-run-id="{run.id}"]')
-            for proc in FAILING.plan.processors:
-                page.wait_for_selector(f'#graph g.node[data-name="{proc.name}"]')
-            shown = page.eval_on_selector_all(
-                "#graph g.node.processor", "nodes => nodes.map(n => n.dataset.name)"
+        with supervisor.override(current_pacer, lambda: pacer):
+            stop = portal.call(anyio.Event)
+            server = portal.start_task_soon(
+                lambda: serve_async(supervisor, port=port, shutdown_trigger=stop.wait)
             )
-            assert sorted(shown) == sorted(p.name for p in FAILING.plan.processors)
-            assert page.text_content("#run-id") == run.id
-
-            # The counts on an edge go up while the run streams.
-            edge = '#graph g.edge[data-stream="dash_values"][data-reader="dash_double"]'
-            page.wait_for_selector(f'{edge}[data-written="3"]')
-            assert page.text_content(f"{edge} .v-written") == "3"
-            portal.call(_pacer().release, 4)
-            page.wait_for_selector(f'{edge}[data-written="7"]')
-            page.wait_for_selector(f'{edge}[data-read="7"]')
-            assert page.text_content(f"{edge} .v-written") == "7"
-            node = '#graph g.node[data-name="dash_source"]'
-            assert page.get_attribute(node, "data-state") == "running"
-            fill = page.eval_on_selector(f"{node} rect", "r => r.style.fill")
-            assert fill == "rgb(219, 234, 254)"  # STATE_COLORS["running"]: #dbeafe
-
-            # A failed processor shows its error, and its traceback, on click.
-            failed = '#graph g.node[data-name="dash_broken"]'
-            page.wait_for_selector(f'{failed}[data-state="failed"]')
-            page.click(failed)
-            page.wait_for_selector("#details .error")
-            error = page.text_content("#details .error")
-            assert error == "ValueError: dash_broken gave up on 2"
-            assert "_broken" in (page.text_content("#details pre.traceback") or "")
-            # The run has failed, but its other processors go on: "failing".
-            page.wait_for_selector('#run-status[data-status="failing"]')
-            assert page.text_content("#run-status") == "failing"
-
-            # The end of the run shows too.
-            portal.call(_pacer().release, 20)
-            page.wait_for_selector(
-                '#graph g.node[data-name="dash_total"][data-state="done"]'
+            run = portal.call(
+                lambda: supervisor.start_flow(FAILING, inputs=[IOVal("dash_n", 20)])
             )
-            page.wait_for_selector("#run-live", state="hidden")
-            assert page.text_content("#run-status") == "failed"
-        finally:
-            page.close()
-            with contextlib.suppress(RunFailedError):
-                portal.call(run.wait, TIMEOUT)
-            portal.call(stop.set)
-            server.result(timeout=TIMEOUT)
+            portal.call(pacer.release, 3)  # dash_broken fails on value 2
+            wait_for_port(port)
+
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.set_default_timeout(TIMEOUT * 1000)
+            try:
+                page.goto(f"http://127.0.0.1:{port}/")
+                page.wait_for_selector(f'#runs li[data-run-id="{run.id}"]')
+                for proc in FAILING.plan.processors:
+                    page.wait_for_selector(f'#graph g.node[data-name="{proc.name}"]')
+                shown = page.eval_on_selector_all(
+                    "#graph g.node.processor", "nodes => nodes.map(n => n.dataset.name)"
+                )
+                assert sorted(shown) == sorted(p.name for p in FAILING.plan.processors)
+                assert page.text_content("#run-id") == run.id
+
+                # The counts on an edge go up while the run streams.
+                edge = '#graph g.edge[data-stream="dash_values"]'
+                edge += '[data-reader="dash_double"]'
+                page.wait_for_selector(f'{edge}[data-written="3"]')
+                assert page.text_content(f"{edge} .v-written") == "3"
+                portal.call(pacer.release, 4)
+                page.wait_for_selector(f'{edge}[data-written="7"]')
+                page.wait_for_selector(f'{edge}[data-read="7"]')
+                assert page.text_content(f"{edge} .v-written") == "7"
+                node = '#graph g.node[data-name="dash_source"]'
+                assert page.get_attribute(node, "data-state") == "running"
+                fill = page.eval_on_selector(f"{node} rect", "r => r.style.fill")
+                assert fill == "rgb(219, 234, 254)"  # STATE_COLORS["running"]: #dbeafe
+
+                # A failed processor shows its error, and its traceback, on click.
+                failed = '#graph g.node[data-name="dash_broken"]'
+                page.wait_for_selector(f'{failed}[data-state="failed"]')
+                page.click(failed)
+                page.wait_for_selector("#details .error")
+                error = page.text_content("#details .error")
+                assert error == "ValueError: dash_broken gave up on 2"
+                assert "_broken" in (page.text_content("#details pre.traceback") or "")
+                # The run has failed, but its other processors go on: "failing".
+                page.wait_for_selector('#run-status[data-status="failing"]')
+                assert page.text_content("#run-status") == "failing"
+
+                # The end of the run shows too.
+                portal.call(pacer.release, 20)
+                page.wait_for_selector(
+                    '#graph g.node[data-name="dash_total"][data-state="done"]'
+                )
+                page.wait_for_selector("#run-live", state="hidden")
+                assert page.text_content("#run-status") == "failed"
+            finally:
+                page.close()
+                with contextlib.suppress(RunFailedError):
+                    portal.call(run.wait, TIMEOUT)
+                portal.call(stop.set)
+                server.result(timeout=TIMEOUT)

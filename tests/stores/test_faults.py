@@ -20,6 +20,7 @@ import pytest
 from _redis_servers import RedisServer, free_port
 from datagraph import IO, Flow, IOVal, LocalExecutor, Processor, Supervisor
 from datagraph.exceptions import (
+    ConfigurationError,
     CorruptDataError,
     RunFailedError,
     StoreConfigError,
@@ -366,7 +367,7 @@ def test_settings_reach_the_stores() -> None:
     memory = Supervisor(settings=Settings(max_value_size=2000)).store
     assert isinstance(memory, MemoryStore)
     assert memory.max_value_size == 2000
-    with pytest.raises(StoreConfigError, match="client_log_level"):
+    with pytest.raises(ConfigurationError, match="client_log_level"):
         Settings(client_log_level="loud")
 
 
@@ -374,7 +375,7 @@ def test_max_value_size_defaults_below_the_redis_limit() -> None:
     assert Settings().max_value_size < 512 * 1024 * 1024
     assert RedisStore().max_value_size == Settings().max_value_size
     assert MemoryStore().max_value_size == Settings().max_value_size
-    with pytest.raises(StoreConfigError, match="max_value_size"):
+    with pytest.raises(ConfigurationError, match="max_value_size"):
         Settings(max_value_size=0)
     with pytest.raises(StoreConfigError, match="store_timeout"):
         RedisStore(store_timeout=0)

@@ -8,8 +8,8 @@ waits for, so nothing depends on how fast a machine is.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
-from contextlib import aclosing
+from collections.abc import AsyncIterator, Iterator
+from contextlib import aclosing, contextmanager
 from typing import Annotated, Any
 
 import anyio
@@ -50,6 +50,20 @@ def gates() -> Gates:
 
 GatesDep = Annotated[Gates, Depends(gates)]
 
+
+@contextmanager
+def _gated(supervisor: Supervisor, *, released: bool = False) -> Iterator[Gates]:
+    """Hand the processors of the supervisor's runs fresh gates, for TIMEOUT at most.
+
+    ``released``: the processors need not wait to be let go.
+    """
+    gate = Gates()
+    if released:
+        gate.release.set()
+    with supervisor.override(gates, lambda: gate), anyio.fail_after(TIMEOUT):
+        yield gate
+
+
 source = Processor(name="fw_source", inputs=["fw_n"], outputs=["fw_values"])
 
 
@@ -77,13 +91,12 @@ async def test_follow_yields_snapshots_with_rates_until_the_run_finishes(
     store: Store,
 ) -> None:
     supervisor = Supervisor(store=store, executor=LocalExecutor())
-    gate = Gates()
     flow = Flow.from_processors(source, sink).resolve()
     seen: list[RunSnapshot] = []
     window = 0.5
     stalled_since: float | None = None
     stalled_rate: float | None = -1.0
-    with supervisor.override(gates, lambda: gate), anyio.fail_after(TIMEOUT):
+    with _gated(supervisor) as gate:
         run = await supervisor.start_flow(flow, [IOVal("fw_n", 5)])
         follow = run.follow(interval=0.02, window=window)
         async with aclosing(follow) as snapshots:
@@ -137,10 +150,9 @@ async def test_a_run_is_failing_until_every_processor_has_stopped(
     store: Store,
 ) -> None:
     supervisor = Supervisor(store=store, executor=LocalExecutor())
-    gate = Gates()
     # fw_source goes on (held by the gate) after fw_explode has failed.
     flow = Flow.from_processors(source, explode).resolve()
-    with supervisor.override(gates, lambda: gate), anyio.fail_after(TIMEOUT):
+    with _gated(supervisor) as gate:
         run = await supervisor.start_flow(flow, [IOVal("fw_n", 5)])
         async with aclosing(run.follow(interval=0.02)) as snapshots:
             async for snap in snapshots:
@@ -159,10 +171,8 @@ async def test_a_run_is_failing_until_every_processor_has_stopped(
 
 async def test_follow_ends_as_soon_as_the_run_does(store: Store) -> None:
     supervisor = Supervisor(store=store, executor=LocalExecutor())
-    gate = Gates()
-    gate.release.set()
     flow = Flow.from_processors(source, explode).resolve()
-    with supervisor.override(gates, lambda: gate), anyio.fail_after(TIMEOUT):
+    with _gated(supervisor, released=True):
         run = await supervisor.start_flow(flow, [IOVal("fw_n", 5)])
         # Far longer than the test may take: the end of the run wakes it.
         seen = [snap async for snap in run.follow(interval=3 * TIMEOUT)]
@@ -172,10 +182,8 @@ async def test_follow_ends_as_soon_as_the_run_does(store: Store) -> None:
 
 async def test_created_of_a_deleted_run_raises(store: Store) -> None:
     supervisor = Supervisor(store=store, executor=LocalExecutor())
-    gate = Gates()
-    gate.release.set()
     flow = Flow.from_processors(source, sink).resolve()
-    with supervisor.override(gates, lambda: gate), anyio.fail_after(TIMEOUT):
+    with _gated(supervisor, released=True):
         run = await supervisor.start_flow(flow, [IOVal("fw_n", 1)])
         await run.wait()
         assert (await run.snapshot()).created == await run.created()
@@ -202,9 +210,8 @@ async def test_a_reader_records_its_progress_through_a_long_batch(store: Store) 
     # reader has not read again since.
     settings = Settings(read_timeout=0.05)
     supervisor = Supervisor(store=store, executor=LocalExecutor(), settings=settings)
-    gate = Gates()
     flow = Flow.from_processors(slow).resolve()
-    with supervisor.override(gates, lambda: gate), anyio.fail_after(TIMEOUT):
+    with _gated(supervisor) as gate:
         run = await supervisor.start_flow(flow, [IOVal("fw_in", i) for i in range(10)])
         await gate.reached.wait()
         async with aclosing(run.follow(interval=0.01)) as snapshots:

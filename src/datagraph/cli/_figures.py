@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from rich.style import Style
+from rich.text import Text
 
 from .. import viz
 
@@ -26,6 +27,7 @@ __all__ = (
     "format_rate",
     "rate_text",
     "run_duration",
+    "run_title",
     "state_style",
 )
 
@@ -56,6 +58,13 @@ def state_style(state: str) -> Style:
     if colors is None:
         return Style(bold=True)
     return Style(color=colors[1], bold=True)
+
+
+def run_title(run_id: str, state: str, gap: str = " ") -> Text:
+    """Return ``Run <id><gap><state>`` in bold, the state in its colour."""
+    return Text.assemble(
+        ("Run ", "bold"), (run_id, "bold cyan"), gap, (state, state_style(state))
+    )
 
 
 def format_count(count: int) -> str:

@@ -12,7 +12,13 @@ from typing import Annotated
 import typer
 
 from .. import viz
-from ._common import CliError, locate_flow, reported_errors, stderr_console
+from ._common import (
+    CliError,
+    FlowArgument,
+    locate_flow,
+    reported_errors,
+    stderr_console,
+)
 
 __all__ = ("GraphFormat", "graph", "render_graphviz")
 
@@ -74,15 +80,7 @@ def render_graphviz(dot_source: str, fmt: str) -> bytes:
 
 
 def graph(
-    target: Annotated[
-        str,
-        typer.Argument(
-            metavar="MODULE:FLOW",
-            help="Import path of a Flow, or of a function returning one, "
-            "e.g. [cyan]myapp.flows:etl[/].",
-            show_default=False,
-        ),
-    ],
+    target: FlowArgument,
     fmt: Annotated[
         GraphFormat | None,
         typer.Option(

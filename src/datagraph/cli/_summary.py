@@ -8,7 +8,14 @@ from rich.console import Group
 from rich.text import Text
 
 from .._errors import user_location
-from ._figures import elapsed, first_line, format_duration, run_duration, state_style
+from ._figures import (
+    elapsed,
+    first_line,
+    format_duration,
+    run_duration,
+    run_title,
+    state_style,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -39,12 +46,7 @@ def render_summary(
     """
     errors = errors or {}
     duration = run_duration(snapshot)
-    head = Text.assemble(
-        ("Run ", "bold"),
-        (snapshot.run_id, "bold cyan"),
-        " ",
-        (snapshot.status, state_style(snapshot.status)),
-    )
+    head = run_title(snapshot.run_id, snapshot.status)
     if duration is not None:
         head.append(f" in {format_duration(duration)}")
     procs = list(snapshot.processors.values())

@@ -30,6 +30,7 @@ from ._figures import (
     format_duration,
     rate_text,
     run_duration,
+    run_title,
     state_style,
 )
 
@@ -55,12 +56,7 @@ def _header(snapshot: RunSnapshot) -> Text:
     procs = snapshot.processors.values()
     done = sum(p.status == "done" for p in procs)
     duration = run_duration(snapshot)
-    text = Text.assemble(
-        ("Run ", "bold"),
-        (snapshot.run_id, "bold cyan"),
-        "  ",
-        (snapshot.phase, state_style(snapshot.phase)),
-    )
+    text = run_title(snapshot.run_id, snapshot.phase, gap="  ")
     if duration is not None:
         verb = "took" if snapshot.finished else "running for"
         text.append(f"  {verb} {format_duration(duration)}")

@@ -17,12 +17,7 @@ import re
 from pathlib import Path
 
 from ..exceptions import StoreConfigError, StorePermissionError
-
-try:
-    from glide import TlsAdvancedConfiguration
-except ImportError as exc:  # pragma: no cover - depends on the installed extras
-    msg = "RedisStore needs the valkey-glide client: pip install 'datagraph[redis]'"
-    raise ImportError(msg) from exc
+from ._glide import TlsAdvancedConfiguration
 
 __all__ = (
     "ACL_COMMANDS",

@@ -30,34 +30,29 @@ from ..exceptions import (
     StoreConnectionError,
     StoreError,
 )
+from ._glide import (
+    AdvancedGlideClientConfiguration,
+    AdvancedGlideClusterClientConfiguration,
+    BackoffStrategy,
+    ClosingError,
+    GlideClientConfiguration,
+    GlideClusterClientConfiguration,
+    GlideConnectionError,
+    GlideError,
+    GlideLogger,
+    GlideTimeoutError,
+    LogLevel,
+    NodeAddress,
+    ServerCredentials,
+)
 from ._limits import DEFAULT_MAX_VALUE_SIZE, check_max_value_size
 from ._redis_access import denied, is_denied, tls_config
 from ._redis_scripts import Scripts
 from ._redis_sessions import RETRY_FIRST_S, RETRY_MAX_S, Session, loop_finished
 from ._redis_url import parse_url
 
-try:
-    from glide import (
-        AdvancedGlideClientConfiguration,
-        AdvancedGlideClusterClientConfiguration,
-        BackoffStrategy,
-        ClosingError,
-        GlideClientConfiguration,
-        GlideClusterClientConfiguration,
-        GlideError,
-        LogLevel,
-        NodeAddress,
-        ServerCredentials,
-    )
-    from glide import ConnectionError as GlideConnectionError
-    from glide import Logger as GlideLogger
-    from glide import TimeoutError as GlideTimeoutError
-except ImportError as exc:  # pragma: no cover - depends on the installed extras
-    msg = "RedisStore needs the valkey-glide client: pip install 'datagraph[redis]'"
-    raise ImportError(msg) from exc
-
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Sequence
 
     from glide import PubSubMsg
 
@@ -370,6 +365,35 @@ class RedisConnection:
             found = _keys.stream_keys(self.prefix, run_id, stream)
             self._stream_keys[run_id, stream] = found
         return found
+
+    async def _write(
+        self,
+        operation: str,
+        script: Any,  # glide's Script, which glide leaves untyped
+        keys: Sequence[str],
+        args: Sequence[str | bytes],
+        *,
+        run_id: str,
+        stream: str | None = None,
+        size: int = 0,
+    ) -> list[Any]:
+        """Run a script that writes a run's keys and return its reply.
+
+        The reply's last item says whether the script created the run's first key:
+        then the run goes into the index of runs.
+        """
+        reply: list[Any] = await self._call(
+            operation,
+            lambda client: client.invoke_script(
+                script, keys=list(keys), args=list(args)
+            ),
+            run_id=run_id,
+            stream=stream,
+            size=size,
+        )
+        if reply[-1]:
+            await self._index(run_id)
+        return reply
 
     async def _index(self, run_id: str) -> None:
         """Add a run to the index of runs, keeping the time it was first seen."""

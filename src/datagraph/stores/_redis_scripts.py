@@ -26,12 +26,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from ..exceptions import StoreError
-
-try:
-    from glide import Script
-except ImportError as exc:  # pragma: no cover - depends on the installed extras
-    msg = "RedisStore needs the valkey-glide client: pip install 'datagraph[redis]'"
-    raise ImportError(msg) from exc
+from ._glide import Script
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

@@ -51,13 +51,8 @@ import anyio
 
 from .. import _background, _keys
 from ..exceptions import StoreConnectionError
+from ._glide import ClosingError, GlideClient, GlideClusterClient, StreamReadOptions
 from ._redis_scripts import WAKE_COUNT, WATCH_TTL_MS
-
-try:
-    from glide import ClosingError, GlideClient, GlideClusterClient, StreamReadOptions
-except ImportError as exc:  # pragma: no cover - depends on the installed extras
-    msg = "RedisStore needs the valkey-glide client: pip install 'datagraph[redis]'"
-    raise ImportError(msg) from exc
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping, Sequence

@@ -53,7 +53,7 @@ class RedisStreamWrites(RedisBlobs):
             *blob,
         ]
         moved = session.readers_at(keys.tracked, start) if count else []
-        args = [
+        args: list[str | bytes] = [
             str(start),
             str(start + count),
             str(count),
@@ -62,16 +62,14 @@ class RedisStreamWrites(RedisBlobs):
             session.wake_key,
             *moved,
         ]
-        status, length, fresh = await self._call(
+        status, length, _ = await self._write(
             operation,
-            lambda client: client.invoke_script(
-                self._scripts.append, keys=script_keys, args=args
-            ),
+            self._scripts.append,
+            script_keys,
+            args,
             run_id=run_id,
             stream=stream,
         )
-        if fresh:
-            await self._index(run_id)
         if status == AppendStatus.WRITTEN:
             session.wake(keys.tracked, Chunk(start, count, data), moved)
         elif status == AppendStatus.HELD:
@@ -111,19 +109,15 @@ class RedisStreamWrites(RedisBlobs):
             error or b"",
             session.wake_key,
         ]
-        ended, _, fresh = await self._call(
+        ended, _, _ = await self._write(
             f"end stream {stream!r} of run {run_id}",
-            lambda client: client.invoke_script(
-                self._scripts.end_stream,
-                keys=[keys.stream, keys.keyset, keys.watchers],
-                args=args,
-            ),
+            self._scripts.end_stream,
+            [keys.stream, keys.keyset, keys.watchers],
+            args,
             run_id=run_id,
             stream=stream,
             size=len(error or b""),
         )
-        if fresh:
-            await self._index(run_id)
         session.wake(keys.tracked)
         return bool(ended)
 
@@ -171,18 +165,22 @@ class RedisStreamWrites(RedisBlobs):
         script_keys = [keys.stream, keys.keyset, keys.watchers, keys.tokens, keys.blobs]
         script_keys += blob
         token = uuid.uuid4().hex
-        args = [str(count), payload, self._ttl_ms, session.wake_key, token]
+        args: list[str | bytes] = [
+            str(count),
+            payload,
+            self._ttl_ms,
+            session.wake_key,
+            token,
+        ]
         args += session.take_acks(keys.tokens)
-        status, start, fresh = await self._call(
+        status, start, _ = await self._write(
             operation,
-            lambda client: client.invoke_script(
-                self._scripts.append_at_end, keys=script_keys, args=args
-            ),
+            self._scripts.append_at_end,
+            script_keys,
+            args,
             run_id=run_id,
             stream=stream,
         )
-        if fresh:
-            await self._index(run_id)
         if status == AppendStatus.ENDED:
             msg = (
                 f"stream {stream!r} of run {run_id} has ended after {start} values; "

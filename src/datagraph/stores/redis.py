@@ -26,15 +26,10 @@ from typing import TYPE_CHECKING
 
 from .. import _keys
 from ._base import Store
+from ._glide import Batch as GlideBatch
+from ._glide import ClusterBatch
 from ._redis_reads import RedisStreamReads
 from ._redis_writes import RedisStreamWrites
-
-try:
-    from glide import Batch as GlideBatch
-    from glide import ClusterBatch
-except ImportError as exc:  # pragma: no cover - depends on the installed extras
-    msg = "RedisStore needs the valkey-glide client: pip install 'datagraph[redis]'"
-    raise ImportError(msg) from exc
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -148,15 +143,13 @@ class RedisStore(RedisStreamWrites, RedisStreamReads, Store):
             _keys.keys_key(self.prefix, run_id),
         ]
         args = [self._ttl_ms, name, uuid.uuid4().hex]
-        won, fresh = await self._call(
+        won, _ = await self._write(
             f"claim {name!r} in run {run_id}",
-            lambda client: client.invoke_script(
-                self._scripts.claim, keys=keys, args=args
-            ),
+            self._scripts.claim,
+            keys,
+            args,
             run_id=run_id,
         )
-        if fresh:
-            await self._index(run_id)
         return bool(won)
 
     # -- runs --------------------------------------------------------------------

@@ -12,7 +12,7 @@ from anyio import wait_all_tasks_blocked
 from datagraph.exceptions import StoreError, StreamClosedError
 from datagraph.stores import Batch, Store, StreamState
 
-from ._support import joined, values
+from ._support import joined, other_store, values
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -52,7 +52,6 @@ class CursorContract:
     async def test_cursors_of_two_readers(
         self, store_factory: Callable[[], Store], store: Store, run_id: str
     ) -> None:
-        other = store_factory()  # a reader in another process
         for i in range(0, 6, 2):
             await store.append(run_id, "s", i, 2, values(i, i + 1))
         await store.end_stream(run_id, "s")
@@ -64,28 +63,24 @@ class CursorContract:
                 position = batch.chunks[0].stop  # one chunk at a time
             await reader.read(run_id, "s", position, timeout=1, reader=name)
 
-        try:
+        async with other_store(store_factory, store) as other:  # another process
             await consume(store, "fast", 6)
             await consume(other, "slow", 2)
             await store.read(run_id, "t", 0, timeout=0, reader="fast")
             for observer in (store, other):
                 assert await observer.cursors(run_id, "s") == {"fast": 6, "slow": 2}
                 assert await observer.cursors(run_id, "t") == {"fast": 0}
-        finally:
-            if other is not store:
-                await other.aclose()
 
     async def test_a_blocked_read_has_recorded_its_cursor(
         self, store_factory: Callable[[], Store], store: Store, run_id: str
     ) -> None:
-        observer = store_factory()
         await store.append(run_id, "s", 0, 2, values(0, 1))
         results: list[Batch] = []
 
         async def reader() -> None:
             results.append(await store.read(run_id, "s", 2, timeout=30, reader="r"))
 
-        try:
+        async with other_store(store_factory, store) as observer:
             with anyio.fail_after(10):
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(reader)
@@ -96,9 +91,6 @@ class CursorContract:
                         await anyio.sleep(0.01)
                     assert not results  # the reader still waits for a value
                     await store.append(run_id, "s", 2, 1, values(2))
-        finally:
-            if observer is not store:
-                await observer.aclose()
         assert joined(results[0].chunks, 2) == values(2)
 
     # ----------------------------------------------------------------- trimming

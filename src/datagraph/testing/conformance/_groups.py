@@ -13,10 +13,10 @@ from datagraph.exceptions import StreamClosedError
 from datagraph.stores import Batch, Chunk, Store, StreamState
 from datagraph.stores._base import Share
 
-from ._support import joined, read_all, values
+from ._support import joined, other_store, other_stores, read_all, values, woken
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
 
 
 async def _take_all(
@@ -101,22 +101,12 @@ class GroupContract:
     async def test_append_at_end_wakes_a_blocked_reader(
         self, store_factory: Callable[[], Store], store: Store, run_id: str
     ) -> None:
-        writer = store_factory()
-        results: list[Batch] = []
+        async def append() -> None:
+            assert await writer.append_at_end(run_id, "s", 2, values(8, 9)) == 0
 
-        async def reader() -> None:
-            results.append(await store.read(run_id, "s", 0, timeout=30))
-
-        try:
-            with anyio.fail_after(10):
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(reader)
-                    await wait_all_tasks_blocked()
-                    assert await writer.append_at_end(run_id, "s", 2, values(8, 9)) == 0
-        finally:
-            if writer is not store:
-                await writer.aclose()
-        assert joined(results[0].chunks) == values(8, 9)
+        async with other_store(store_factory, store) as writer:
+            batch = await woken(lambda: store.read(run_id, "s", 0, timeout=30), append)
+        assert joined(batch.chunks) == values(8, 9)
 
     async def test_concurrent_append_at_end_gives_each_batch_its_own_positions(
         self, store_factory: Callable[[], Store], store: Store, run_id: str
@@ -137,8 +127,7 @@ class GroupContract:
         async def read() -> None:
             seen.append(await read_all(store, run_id, "s", timeout=30))
 
-        producers = [store_factory() for _ in range(n_producers)]
-        try:
+        async with other_stores(store_factory, store, n_producers) as producers:
             with anyio.fail_after(30):
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(read)
@@ -146,10 +135,6 @@ class GroupContract:
                         for number, producer in enumerate(producers):
                             writers.start_soon(produce, producer, number)
                     await store.end_stream(run_id, "s")
-        finally:
-            for producer in producers:
-                if producer is not store:
-                    await producer.aclose()
 
         total = n_producers * sum(sizes)
         spans.sort()
@@ -203,56 +188,39 @@ class GroupContract:
         assert await store.take(run_id, "s", "g", 3, timeout=0.2) == Share(None, 0, 0)
         assert anyio.current_time() - started >= 0.15
 
-        writer = store_factory()
-        shares: list[Share] = []
+        def take() -> Awaitable[Share]:
+            return store.take(run_id, "s", "g", 3, timeout=30)
 
-        async def member() -> None:
-            shares.append(await store.take(run_id, "s", "g", 3, timeout=30))
-
-        try:
-            with anyio.fail_after(10):
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(member)
-                    await wait_all_tasks_blocked()
-                    assert shares == []
-                    await writer.append(run_id, "s", 0, 2, values(0, 1))
-                assert shares == [Share(Chunk(0, 2, values(0, 1)), 0, 2)]
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(member)
-                    await wait_all_tasks_blocked()
-                    assert len(shares) == 1
-                    await writer.end_stream(run_id, "s")
-                assert shares[1] == Share(None, 2, 2, StreamState(2, True))
-        finally:
-            if writer is not store:
-                await writer.aclose()
+        async with other_store(store_factory, store) as writer:
+            share = await woken(
+                take, lambda: writer.append(run_id, "s", 0, 2, values(0, 1))
+            )
+            assert share == Share(Chunk(0, 2, values(0, 1)), 0, 2)
+            share = await woken(take, lambda: writer.end_stream(run_id, "s"))
+            assert share == Share(None, 2, 2, StreamState(2, True))
 
     async def test_members_of_a_group_take_every_value_exactly_once(
         self, store_factory: Callable[[], Store], store: Store, run_id: str
     ) -> None:
         n_members, n_batches = 8, 80
-        # Half the members share this process's store object, half have their own.
-        members = [store if i % 2 else store_factory() for i in range(n_members)]
         taken: dict[int, list[int]] = {}
         total: list[int] = []
 
-        async def member(i: int) -> None:
-            taken[i] = await _take_all(members[i], run_id, "g", 1 + i % 3)
+        async def member(i: int, member_store: Store) -> None:
+            taken[i] = await _take_all(member_store, run_id, "g", 1 + i % 3)
 
         async def producer() -> None:
             total.append(await _produce(store_factory, run_id, n_batches))
 
-        try:
+        async with other_stores(store_factory, store, n_members // 2) as others:
+            # Half the members share this process's store object, half have their own.
+            members = [store if i % 2 else others[i // 2] for i in range(n_members)]
             with anyio.fail_after(30):
                 async with anyio.create_task_group() as tg:
-                    for i in range(n_members):
-                        tg.start_soon(member, i)
+                    for i, member_store in enumerate(members):
+                        tg.start_soon(member, i, member_store)
                     await wait_all_tasks_blocked()
                     tg.start_soon(producer)
-        finally:
-            for other in members:
-                if other is not store:
-                    await other.aclose()
 
         everything = sorted(p for positions in taken.values() for p in positions)
         assert everything == list(range(total[0])), "each value goes to one member"
@@ -301,8 +269,7 @@ class GroupContract:
     async def test_group_cursor_is_visible_in_cursors(
         self, store_factory: Callable[[], Store], store: Store, run_id: str
     ) -> None:
-        observer = store_factory()
-        try:
+        async with other_store(store_factory, store) as observer:
             await store.append(run_id, "s", 0, 4, values(0, 1, 2, 3))
             await store.read(run_id, "s", 1, timeout=0, reader="r")
             await store.take(run_id, "s", "g", 3, timeout=0)
@@ -310,9 +277,6 @@ class GroupContract:
             await store.take(run_id, "s", "g", 3, timeout=0)
             await store.take(run_id, "s", "h", 1, timeout=0)
             assert await observer.cursors(run_id, "s") == {"r": 1, "g": 4, "h": 1}
-        finally:
-            if observer is not store:
-                await observer.aclose()
 
     async def test_take_skips_trimmed_positions(
         self, store: Store, run_id: str

@@ -9,7 +9,7 @@ import anyio
 
 from datagraph.stores import Chunk, Store, StreamState
 
-from ._support import read_all, values
+from ._support import other_stores, read_all, values
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -39,18 +39,17 @@ class RunContract:
     async def test_claim_has_exactly_one_winner(
         self, store_factory: Callable[[], Store], store: Store, run_id: str
     ) -> None:
-        claimers = [store_factory() for _ in range(20)]
         wins: list[bool] = []
 
         async def claim(claimer: Store) -> None:
             wins.append(await claimer.claim(run_id, "dispatch:join"))
 
-        async with anyio.create_task_group() as tg:
+        async with (
+            other_stores(store_factory, store, 20) as claimers,
+            anyio.create_task_group() as tg,
+        ):
             for claimer in claimers:
                 tg.start_soon(claim, claimer)
-        for claimer in claimers:
-            if claimer is not store:
-                await claimer.aclose()
 
         assert sorted(wins) == [False] * 19 + [True]
         assert await store.claim(run_id, "dispatch:join") is False

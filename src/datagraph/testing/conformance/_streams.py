@@ -12,9 +12,9 @@ from anyio import wait_all_tasks_blocked
 from anyio.lowlevel import checkpoint
 
 from datagraph.exceptions import StoreError, StreamClosedError
-from datagraph.stores import Batch, Store, StreamState
+from datagraph.stores import Store, StreamState
 
-from ._support import joined, read_all, values
+from ._support import joined, other_store, other_stores, read_all, values, woken
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -100,13 +100,12 @@ class StreamContract:
                 assert length >= position + size
                 position += size
 
-        producers = [store_factory() for _ in range(10)]
-        async with anyio.create_task_group() as tg:
+        async with (
+            other_stores(store_factory, store, 10) as producers,
+            anyio.create_task_group() as tg,
+        ):
             for producer in producers:
                 tg.start_soon(produce, producer)
-        for producer in producers:
-            if producer is not store:
-                await producer.aclose()
 
         batch = await store.read(run_id, "s", 0, timeout=1)
         assert joined(batch.chunks) == bytes(range(14))
@@ -226,53 +225,30 @@ class StreamContract:
         self, store: Store, run_id: str
     ) -> None:
         await store.append(run_id, "s", 0, 1, values(0))
-        results: list[Batch] = []
-
-        async def reader() -> None:
-            results.append(await store.read(run_id, "s", 1, timeout=30))
-
-        with anyio.fail_after(10):
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(reader)
-                await wait_all_tasks_blocked()
-                assert results == []
-                await store.append(run_id, "s", 1, 2, values(1, 2))
-        assert joined(results[0].chunks, 1) == values(1, 2)
+        batch = await woken(
+            lambda: store.read(run_id, "s", 1, timeout=30),
+            lambda: store.append(run_id, "s", 1, 2, values(1, 2)),
+        )
+        assert joined(batch.chunks, 1) == values(1, 2)
 
     async def test_blocked_read_is_woken_by_another_store_object(
         self, store_factory: Callable[[], Store], store: Store, run_id: str
     ) -> None:
-        writer = store_factory()  # as if in another process
-        results: list[Batch] = []
-
-        async def reader() -> None:
-            results.append(await store.read(run_id, "s", 0, timeout=30))
-
-        try:
-            with anyio.fail_after(10):
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(reader)
-                    await wait_all_tasks_blocked()
-                    await writer.append(run_id, "s", 0, 1, values(7))
-        finally:
-            if writer is not store:
-                await writer.aclose()
-        assert joined(results[0].chunks) == values(7)
+        async with other_store(store_factory, store) as writer:
+            batch = await woken(
+                lambda: store.read(run_id, "s", 0, timeout=30),
+                lambda: writer.append(run_id, "s", 0, 1, values(7)),
+            )
+        assert joined(batch.chunks) == values(7)
 
     async def test_end_wakes_a_blocked_reader(self, store: Store, run_id: str) -> None:
         await store.append(run_id, "s", 0, 2, values(0, 1))
-        results: list[Batch] = []
-
-        async def reader() -> None:
-            results.append(await store.read(run_id, "s", 2, timeout=30))
-
-        with anyio.fail_after(10):
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(reader)
-                await wait_all_tasks_blocked()
-                await store.end_stream(run_id, "s", b"it failed")
-        assert list(results[0].chunks) == []
-        assert results[0].final == StreamState(2, True, b"it failed")
+        batch = await woken(
+            lambda: store.read(run_id, "s", 2, timeout=30),
+            lambda: store.end_stream(run_id, "s", b"it failed"),
+        )
+        assert list(batch.chunks) == []
+        assert batch.final == StreamState(2, True, b"it failed")
 
     async def test_end_is_visible_to_readers(self, store: Store, run_id: str) -> None:
         await store.append(run_id, "s", 0, 2, values(0, 1))

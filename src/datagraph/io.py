@@ -1,4 +1,4 @@
-"""Values in flight (``IOVal``) and read handles on streams (``IO``)."""
+"""Values in flight (``IOVal``) and read handles on streams (``IO``, ``BlockingIO``)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import anyio
 import msgspec
 
 from . import _background
+from ._blocking import BlockingIO
 from ._errors import decode_failure
-from ._threads import ThreadCancelled, call_from_thread
 from .exceptions import (
     CorruptDataError,
     DatagraphError,
@@ -454,61 +454,3 @@ def _appended_at_end(ctx: RunContext, stream: str) -> bool:
 
 def _unfinished(generator: AsyncGenerator[Any]) -> bool:
     return getattr(generator, "ag_frame", None) is not None
-
-
-class BlockingIO(Generic[T]):
-    """A stream read handle for sync implementations, which run in worker threads.
-
-    Annotate an input of a sync function or generator as ``BlockingIO[T]`` (or
-    ``IO[T]``); its methods block the worker thread, never the event loop.
-    """
-
-    __slots__ = ("io",)
-
-    def __init__(self, io: IO[T]) -> None:
-        #: The asynchronous handle this view reads through.
-        self.io = io
-
-    @property
-    def name(self) -> str:
-        """The stream's name."""
-        return self.io.name
-
-    def __repr__(self) -> str:
-        return f"<BlockingIO {self.io.name!r} of run {self.io.run_id}>"
-
-    def stream(self) -> Iterator[T]:
-        """Yield every value of the stream as soon as it is written.
-
-        The thread waits for a stored batch at a time, not for each value.
-        """
-        chunks = self.io.chunks()  # closed by the runtime too, if left open
-
-        async def next_chunk() -> list[T] | None:
-            return await anext(chunks, None)
-
-        try:
-            while True:
-                values = call_from_thread(next_chunk)
-                if values is None:
-                    return
-                yield from values
-        finally:
-            with contextlib.suppress(ThreadCancelled):  # then the runtime closes it
-                call_from_thread(chunks.aclose)
-
-    def __iter__(self) -> Iterator[T]:
-        return self.stream()
-
-    def first(self, default: Any = _MISSING) -> T:
-        """Return the stream's first value (see ``IO.first``)."""
-        result: T = call_from_thread(self.io.first, default)
-        return result
-
-    def collect(self) -> list[T]:
-        """Wait for the stream to end and return all its values."""
-        return call_from_thread(self.io.collect)
-
-    def is_complete(self) -> bool:
-        """Tell whether the stream has ended."""
-        return call_from_thread(self.io.is_complete)

@@ -1,10 +1,17 @@
 """Small helpers shared by the test modules."""
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from datagraph import Flow, IOVal, Processor, Run, Supervisor
 from datagraph.testing import run_flow
+
+#: The seed's example, which every kind of server must run as it is.
+SEED = Path(__file__).resolve().parents[1] / "examples" / "seed.py"
 
 
 async def start(
@@ -26,3 +33,23 @@ async def run_processors(
     """Run a flow of ``processors`` to its end; return the values of its outputs."""
     flow = Flow.from_processors(*processors).resolve()
     return await run_flow(flow, inputs, supervisor=supervisor, timeout=10)
+
+
+def run_seed_example(redis_url: str, prefix: str) -> None:
+    """Run ``examples/seed.py`` on the server at ``redis_url``, as a user would.
+
+    It gets the URL and key prefix from the environment, and no other
+    ``DATAGRAPH_*`` setting of the test run; it must print the seed's output.
+    """
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("DATAGRAPH_")}
+    env = {**clean, "DATAGRAPH_REDIS_URL": redis_url, "DATAGRAPH_PREFIX": prefix}
+    proc = subprocess.run(
+        [sys.executable, str(SEED)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=50,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["0", "2", "4", "6", "8"] * 2  # trio, then asyncio

@@ -9,11 +9,8 @@ from __future__ import annotations
 import contextlib
 import re
 import socket
-import subprocess
-import sys
 import threading
 import uuid
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -24,11 +21,10 @@ from datagraph import _keys
 from datagraph.stores import Batch
 from datagraph.stores._redis_url import parse_url
 from datagraph.stores.redis import RedisStore
+from helpers import run_seed_example
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
-
-SEED = Path(__file__).resolve().parents[2] / "examples" / "seed.py"
 
 
 # ------------------------------------------------------------------------- URLs
@@ -320,17 +316,7 @@ async def _exercise_every_script(
 def test_the_seed_example_runs_on_the_cluster(
     redis_cluster_url: str, redis_prefix: str
 ) -> None:
-    env = {"DATAGRAPH_REDIS_URL": redis_cluster_url, "DATAGRAPH_PREFIX": redis_prefix}
-    proc = subprocess.run(
-        [sys.executable, str(SEED)],
-        env={**_plain_env(), **env},
-        capture_output=True,
-        text=True,
-        timeout=50,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == ["0", "2", "4", "6", "8"] * 2
+    run_seed_example(redis_cluster_url, redis_prefix)
 
     async def check() -> list[str]:
         async with RedisStore(redis_cluster_url, prefix=redis_prefix) as store:
@@ -339,9 +325,3 @@ def test_the_seed_example_runs_on_the_cluster(
             return runs
 
     assert len(anyio.run(check)) == 2  # on trio, then on asyncio
-
-
-def _plain_env() -> dict[str, str]:
-    import os
-
-    return {k: v for k, v in os.environ.items() if not k.startswith("DATAGRAPH_")}

@@ -13,9 +13,6 @@ so does the seed example, and a user lacking a key or a command gets one
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,6 +31,7 @@ from datagraph.exceptions import (
 from datagraph.stores._redis_access import ACL_COMMANDS
 from datagraph.stores.redis import RedisStore
 from datagraph.testing.conformance import StoreContract
+from helpers import run_seed_example
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterator
@@ -42,7 +40,6 @@ if TYPE_CHECKING:
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 
-SEED = Path(__file__).resolve().parents[2] / "examples" / "seed.py"
 PASSWORD = "s3cret-Pw"
 
 
@@ -228,22 +225,7 @@ def test_the_seed_example_runs_over_tls_as_a_limited_user(
     tls_server: TlsServer, redis_prefix: str
 ) -> None:
     user = tls_server.user(redis_prefix)
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("DATAGRAPH_")}
-    env = {
-        **clean,
-        "DATAGRAPH_REDIS_URL": tls_server.url(user),
-        "DATAGRAPH_PREFIX": redis_prefix,
-    }
-    proc = subprocess.run(
-        [sys.executable, str(SEED)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=50,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == ["0", "2", "4", "6", "8"] * 2  # trio, then asyncio
+    run_seed_example(tls_server.url(user), redis_prefix)
     reply = redis_command(tls_server.server.port, "KEYS", f"{redis_prefix}:*")
     assert not reply.startswith(b"*0"), "the run left no keys under its prefix"
 

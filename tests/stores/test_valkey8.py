@@ -8,11 +8,7 @@ without TLS, so TLS is tested on Redis 7.0 in ``test_tls_acl.py``.)
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import uuid
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -22,6 +18,7 @@ from _redis_servers import RedisServer
 from _tls import redis_command
 from datagraph.stores.redis import RedisStore
 from datagraph.testing.conformance import StoreContract
+from helpers import run_seed_example
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -29,8 +26,6 @@ if TYPE_CHECKING:
     from datagraph.stores import Store
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
-
-SEED = Path(__file__).resolve().parents[2] / "examples" / "seed.py"
 
 
 @pytest.fixture(scope="module")
@@ -60,17 +55,6 @@ def test_the_server_is_valkey_8(valkey8: RedisServer) -> None:
 
 def test_the_seed_example_runs_on_valkey_8(valkey8: RedisServer) -> None:
     prefix = f"dgtest-v8-{uuid.uuid4().hex[:12]}"
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("DATAGRAPH_")}
-    env = {**clean, "DATAGRAPH_REDIS_URL": valkey8.url, "DATAGRAPH_PREFIX": prefix}
-    proc = subprocess.run(
-        [sys.executable, str(SEED)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=50,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == ["0", "2", "4", "6", "8"] * 2  # trio, then asyncio
+    run_seed_example(valkey8.url, prefix)
     reply = redis_command(valkey8.port, "KEYS", f"{prefix}:*")
     assert not reply.startswith(b"*0"), "the run left no keys under its prefix"

@@ -10,13 +10,12 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING
 
-from _redis_servers import RedisServer, free_port
+from _redis_servers import RedisServer, Started, free_port
 
 if TYPE_CHECKING:
     from pathlib import Path
-    from types import TracebackType
 
 __all__ = ("RedisCluster",)
 
@@ -31,7 +30,7 @@ def _cli() -> str:
     return exe
 
 
-class RedisCluster:
+class RedisCluster(Started):
     """Three cluster-enabled redis-server masters of one test session.
 
     Args:
@@ -86,19 +85,3 @@ class RedisCluster:
         """End every node."""
         for node in self.nodes:
             node.stop()
-
-    def __enter__(self) -> Self:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

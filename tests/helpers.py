@@ -7,7 +7,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from datagraph import Flow, IOVal, Processor, Run, Supervisor
+import pytest
+
+from datagraph import IO, Flow, IOVal, Processor, Run, Supervisor, UpstreamError
 from datagraph.testing import run_flow
 
 #: The seed's example, which every kind of server must run as it is.
@@ -53,3 +55,14 @@ def run_seed_example(redis_url: str, prefix: str) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["0", "2", "4", "6", "8"] * 2  # trio, then asyncio
+
+
+async def read_until_failure(io: IO[Any]) -> tuple[list[Any], UpstreamError]:
+    """Read a stream that must end with a failure: its values, and the failure."""
+    values: list[Any] = []
+    try:
+        async for value in io.stream():
+            values.append(value)  # noqa: PERF401 - keep the values read before it
+    except UpstreamError as exc:
+        return values, exc
+    pytest.fail(f"stream {io.name!r} ended without an UpstreamError: {values!r}")

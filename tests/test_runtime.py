@@ -35,22 +35,11 @@ from datagraph import (
     UpstreamError,
 )
 from datagraph.serializers import EntryContext
-from helpers import run_processors, start
+from helpers import read_until_failure, run_processors, start
 
 pytestmark = pytest.mark.anyio
 
 TIMEOUT = 10
-
-
-async def _read_until_failure(io: IO[Any]) -> tuple[list[Any], UpstreamError]:
-    """Read a stream that must end with a failure: its values, and the failure."""
-    values: list[Any] = []
-    try:
-        async for value in io.stream():
-            values.append(value)  # noqa: PERF401 - keep the values read before it
-    except UpstreamError as exc:
-        return values, exc
-    pytest.fail(f"stream {io.name!r} ended without an UpstreamError: {values!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -436,7 +425,7 @@ async def test_failure_before_any_value(supervisor: Supervisor) -> None:
 
     with anyio.fail_after(TIMEOUT):
         run = await start(supervisor, proc, inputs=[IOVal("x", 0)])
-        values, err = await _read_until_failure(run["y"])
+        values, err = await read_until_failure(run["y"])
         assert values == []
         assert err.error_type == "ZeroDivisionError"
         assert "ZeroDivisionError" in err.traceback
@@ -459,7 +448,7 @@ async def test_sync_failure_is_data_too(supervisor: Supervisor) -> None:
         run = await start(
             supervisor, proc, inputs=[IOVal("x", v) for v in (1, 2, 3, 4)]
         )
-        values, err = await _read_until_failure(run["y"])
+        values, err = await read_until_failure(run["y"])
         assert values == [1, 2]
         assert (err.processor, err.error_type, err.message) == (
             "rt_fail_sync",
@@ -493,7 +482,7 @@ async def test_waiting_processor_behind_a_failure_fails_too(
 
     with anyio.fail_after(TIMEOUT):
         run = await start(supervisor, src, later)
-        values, err = await _read_until_failure(run["total"])
+        values, err = await read_until_failure(run["total"])
         assert values == []
         assert err.processor == "rt_fail_before_wait_src"
         assert err.message == "source broke"
@@ -549,7 +538,7 @@ async def test_retries_exhausted_fail_the_processor(supervisor: Supervisor) -> N
 
     with anyio.fail_after(TIMEOUT):
         run = await start(supervisor, proc)
-        values, err = await _read_until_failure(run["out"])
+        values, err = await read_until_failure(run["out"])
         with pytest.raises(RunFailedError):
             await run.wait()
     assert attempts == 2
@@ -586,7 +575,7 @@ async def test_cancel_stops_every_processor(supervisor: Supervisor) -> None:
     blocked_reader: list[tuple[list[Any], UpstreamError]] = []
 
     async def read_items() -> None:
-        blocked_reader.append(await _read_until_failure(run["items"]))
+        blocked_reader.append(await read_until_failure(run["items"]))
 
     with anyio.fail_after(TIMEOUT):
         run = await start(supervisor, src, later, all_outputs=True)
@@ -599,7 +588,7 @@ async def test_cancel_stops_every_processor(supervisor: Supervisor) -> None:
         with pytest.raises(RunCancelledError) as excinfo:
             await run.wait()
         assert await run.status() == "cancelled"
-        _, summary_err = await _read_until_failure(run["summary"])
+        _, summary_err = await read_until_failure(run["summary"])
         states = await run.states()
 
     ((values, err),) = blocked_reader
@@ -737,7 +726,7 @@ async def test_undeclared_output_name(supervisor: Supervisor) -> None:
 
     with anyio.fail_after(TIMEOUT):
         run = await start(supervisor, proc)
-        values, err = await _read_until_failure(run["good"])
+        values, err = await read_until_failure(run["good"])
         with pytest.raises(RunFailedError):
             await run.wait()
     assert values == [1]
@@ -757,8 +746,8 @@ async def test_bare_value_with_two_outputs(supervisor: Supervisor) -> None:
 
     with anyio.fail_after(TIMEOUT):
         run = await start(supervisor, proc)
-        values, err = await _read_until_failure(run["left"])
-        right_values, right_err = await _read_until_failure(run["right"])
+        values, err = await read_until_failure(run["left"])
+        right_values, right_err = await read_until_failure(run["right"])
         with pytest.raises(RunFailedError):
             await run.wait()
     assert values == [1]
@@ -783,11 +772,11 @@ async def test_unencodable_value_keeps_earlier_values(supervisor: Supervisor) ->
 
     with anyio.fail_after(TIMEOUT):
         run = await start(supervisor, proc)
-        values, err = await _read_until_failure(run["out"])
+        values, err = await read_until_failure(run["out"])
         with pytest.raises(RunFailedError, match="SerializationError"):
             await run.wait()
         # Reading again gives the same values: nothing was lost or corrupted.
-        again, _ = await _read_until_failure(run["out"])
+        again, _ = await read_until_failure(run["out"])
     assert values == list(range(count))
     assert again == values
     assert err.processor == "rt_unencodable"
@@ -816,7 +805,7 @@ async def test_unencodable_value_flushed_in_the_background_fails_the_run(
     for _ in range(10):
         with anyio.fail_after(TIMEOUT):
             run = await supervisor.start_flow(flow)
-            values, err = await _read_until_failure(run["out"])
+            values, err = await read_until_failure(run["out"])
             with pytest.raises(RunFailedError):
                 await run.wait()
             assert await run.status() == "failed"
@@ -1021,7 +1010,7 @@ async def test_value_that_does_not_fit_the_readers_type(supervisor: Supervisor) 
 
     with anyio.fail_after(TIMEOUT):
         run = await start(supervisor, src, sink)
-        _, err = await _read_until_failure(run["out"])
+        _, err = await read_until_failure(run["out"])
         with pytest.raises(RunFailedError):
             await run.wait()
     assert err.processor == "rt_misfit_sink"

@@ -27,10 +27,10 @@ from datagraph import (
     SignatureError,
     Store,
     Supervisor,
-    UpstreamError,
 )
 from datagraph.exceptions import UndecodableEntryError
 from datagraph.serializers import EntryContext
+from helpers import read_until_failure
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -62,16 +62,6 @@ def make_serializer(kind: str) -> Serializer:
 @pytest.fixture(params=["msgpack", "pickle"])
 def serializer(request: pytest.FixtureRequest) -> Serializer:
     return make_serializer(str(request.param))
-
-
-async def read_until_failure(io: IO[Any]) -> tuple[list[Any], UpstreamError]:
-    values: list[Any] = []
-    try:
-        async for value in io.stream():
-            values.append(value)  # noqa: PERF401 - keep the values read before it
-    except UpstreamError as exc:
-        return values, exc
-    pytest.fail(f"stream {io.name!r} ended without the expected failure")
 
 
 # ------------------------------------------------------------------ deep values

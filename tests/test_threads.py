@@ -25,10 +25,9 @@ from datagraph import (
     Settings,
     Store,
     Supervisor,
-    UpstreamError,
 )
 from datagraph._threads import ThreadBridge, ThreadCancelled, call_from_thread
-from helpers import start
+from helpers import read_until_failure, start
 
 pytestmark = pytest.mark.anyio
 
@@ -41,17 +40,6 @@ def _supervisor(store: Store, **settings: Any) -> Supervisor:
     return Supervisor(
         store=store, executor=LocalExecutor(), settings=Settings(**settings)
     )
-
-
-async def _read_until_failure(io: IO[Any]) -> tuple[list[Any], UpstreamError]:
-    """Read a stream that must end with a failure: its values, and the failure."""
-    values: list[Any] = []
-    try:
-        async for value in io.stream():
-            values.append(value)  # noqa: PERF401 - keep the values read before it
-    except UpstreamError as exc:
-        return values, exc
-    pytest.fail(f"stream {io.name!r} ended without an UpstreamError: {values!r}")
 
 
 async def _thread_wait(event: threading.Event) -> None:
@@ -180,7 +168,7 @@ async def test_a_failing_sync_generator_keeps_the_values_before_the_failure(
 
     with anyio.fail_after(TIMEOUT):
         run = await start(supervisor, proc, inputs=[IOVal("th_n", 5)])
-        values, error = await _read_until_failure(run["th_out"])
+        values, error = await read_until_failure(run["th_out"])
         assert values == [0, 1, 2, 3, 4]
         assert error.processor == "th_fail"
         assert error.error_type == "ValueError"

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from _worker_processes import WorkerProcess
+    from datagraph import Run
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis, pytest.mark.timeout(180)]
 
@@ -68,6 +69,17 @@ class Cluster:
     def executor(self) -> Executor:
         """A new executor of the engine, for the test's supervisor."""
         raise NotImplementedError
+
+    def crasher(self, run: Run, seed: int) -> Crasher:
+        """A crasher of this cluster's workers during ``run``, choosing by ``seed``."""
+        return Crasher(
+            run,
+            self.workers,
+            self.crash_dir,
+            respawns_children=self.respawns_children,
+            lease=LEASE,
+            rng=random.Random(seed),
+        )
 
     def supervisor(self, dispatch_timeout: float) -> Supervisor:
         """The test process's supervisor: it starts the run and implements nothing.
@@ -168,14 +180,7 @@ async def test_ten_kills_during_one_run_lose_and_duplicate_nothing(
     # Long enough for a killed worker to boot again before its jobs time out.
     supervisor = cluster.supervisor(dispatch_timeout=30)
     run = await supervisor.start_flow(flow.FLOW, inputs=[IOVal("cr_n", N)])
-    crasher = Crasher(
-        run,
-        cluster.workers,
-        cluster.crash_dir,
-        respawns_children=cluster.respawns_children,
-        lease=LEASE,
-        rng=random.Random(seed),
-    )
+    crasher = cluster.crasher(run, seed)
     values: list[int] = []
 
     first = anyio.Event()
@@ -226,14 +231,7 @@ async def test_a_run_whose_workers_all_die_for_good_ends_failed_naming_them(
     slow_down(cluster.crash_dir)
     supervisor = cluster.supervisor(dispatch_timeout=DISPATCH_TIMEOUT)
     run = await supervisor.start_flow(flow.FLOW, inputs=[IOVal("cr_n", N)])
-    crasher = Crasher(
-        run,
-        cluster.workers,
-        cluster.crash_dir,
-        respawns_children=cluster.respawns_children,
-        lease=LEASE,
-        rng=random.Random(0),
-    )
+    crasher = cluster.crasher(run, 0)
     await crasher.wait_running(*(p.name for p in flow.FLOW.plan.processors))
     for worker in cluster.workers.values():
         worker.kill()  # and none comes back

@@ -49,8 +49,11 @@ class Gate:
     def __init__(self) -> None:
         #: Set by the reader once it reads; the gated source starts then.
         self.reading = anyio.Event()
-        #: The slow reader holds its first value until this is set.
+        #: The slow reader holds its first value until this is set (and the
+        #: eager one its end).
         self.release = anyio.Event()
+        #: Set by the eager reader once it has read its whole input.
+        self.read_all = anyio.Event()
         #: How many values the gated source has handed over.
         self.produced = 0
         #: The total of each attempt of the retried processor.
@@ -170,6 +173,9 @@ async def _eager(fc_numbers: IO[int], gate: Shared) -> AsyncIterator[int]:
     gate.reading.set()  # the gated source starts once this reader is in
     async for value in values:
         yield value * 2
+    gate.read_all.set()
+    # Once its last reader is done, a stream goes whole: the test looks first.
+    await gate.release.wait()
 
 
 async def test_intermediate_streams_are_trimmed_and_outputs_kept(
@@ -181,11 +187,13 @@ async def test_intermediate_streams_are_trimmed_and_outputs_kept(
     flow = Flow.from_processors(gated, eager).resolve()
     with supervisor.override(get_gate, lambda: gate), anyio.fail_after(TIMEOUT):
         run = await supervisor.start_flow(flow, inputs=[IOVal("fc_n", 3_000)])
-        await run.wait()
+        await gate.read_all.wait()  # and the reader still runs
         held = await store.read(run.id, "fc_numbers", 0, timeout=0)
         assert held.chunks[0].start > 0  # read by every reader, then freed
         assert held.final is not None
         assert held.final.length == 3_000  # trimming frees memory, not positions
+        gate.release.set()
+        await run.wait()
         assert await run["fc_doubled"].collect() == [2 * i for i in range(3_000)]
 
 

@@ -10,6 +10,7 @@ import anyio.lowlevel
 
 from . import _telemetry
 from ._backpressure import Backpressure
+from ._wakeups import checkpoint, wakeup
 from .exceptions import OutputError, SerializationError
 from .io import IOVal
 from .serializers import EntryContext
@@ -63,7 +64,7 @@ class Outputs:
         self._batch_size = self._limit = min(self._full, _FIRST_BATCH)
         self._interval = ctx.settings.flush_interval
         self._lock = anyio.Lock(fast_acquire=True)  # no checkpoint when free
-        self._wake = anyio.Event()
+        self._wake = wakeup()
         self._error: Exception | None = None  # a failed background flush
         #: Values this attempt added to the store, over all outputs (values an
         #: earlier attempt had written already do not count).
@@ -137,12 +138,19 @@ class Outputs:
         )
 
     async def flush(self) -> None:
-        """Append everything buffered, in order.
+        """Append everything buffered, in order, then let the readers run.
 
         Raises:
             SerializationError: a value cannot be encoded; the values before it are
                 written first, so nothing valid is lost.
         """
+        await self._write()
+        # A producer that flushes a full batch goes on producing: yield, or it
+        # would run a whole backpressure window ahead of its readers on a store
+        # whose appends do not suspend.
+        await checkpoint()
+
+    async def _write(self) -> None:
         async with self._lock:
             # Checked under the lock: a background flush may be failing right now.
             if self._error is not None:
@@ -155,17 +163,14 @@ class Outputs:
                     self._pending -= len(buffer)
                     await self._append(name, buffer)
             self._batch_size = self._limit = min(self._full, self._batch_size * 2)
-        # Let the readers run: an append to the memory store never suspends, so
-        # a busy producer would otherwise run a whole window ahead of them.
-        await anyio.lowlevel.checkpoint()
 
     async def run_flusher(self) -> None:
         """Flush whenever values wait and the producer has yielded the event loop."""
         while True:
             await self._wake.wait()
-            self._wake = anyio.Event()
+            self._wake = wakeup()
             try:
-                await self.flush()
+                await self._write()  # the readers run while this task waits again
             except Exception as exc:
                 self._error = exc  # raised to the producer by its next put/flush
                 self._limit = 0

@@ -21,9 +21,9 @@ import time
 from typing import TYPE_CHECKING, Any, Self
 
 import anyio
-import anyio.lowlevel
 
 from .. import _keys
+from .._wakeups import clock, current_loop
 from ..exceptions import (
     CorruptDataError,
     StoreConfigError,
@@ -238,7 +238,7 @@ class RedisConnection:
         )
 
     async def _session(self) -> Session:
-        loop = anyio.lowlevel.current_token().native_token
+        loop = current_loop()
         session = self._sessions.get(loop)  # the usual case: no lock, no await
         if session is not None:
             return session
@@ -286,7 +286,7 @@ class RedisConnection:
             StoreError: the server refused the command.
         """
         session = await self._session()
-        started = anyio.current_time()
+        started = clock()
         delay = RETRY_FIRST_S
         attempts = 0
         while True:
@@ -316,7 +316,7 @@ class RedisConnection:
                 if reason is not None:
                     msg = f"cannot reach Redis at {self.url} to {operation}: {reason}"
                     raise StoreConnectionError(msg) from None
-                waited = anyio.current_time() - started
+                waited = clock() - started
                 if waited >= self.store_timeout:
                     msg = (
                         f"cannot reach Redis at {self.url} to {operation}: no answer "

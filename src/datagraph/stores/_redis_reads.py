@@ -12,9 +12,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-import anyio
-
 from .. import _keys
+from .._wakeups import clock
 from ..exceptions import CorruptDataError, StoreError
 from ._base import Batch, Chunk, Share, StreamState
 from ._redis_blobs import RedisBlobs
@@ -55,7 +54,7 @@ class RedisStreamReads(RedisBlobs):
         operation = f"read stream {stream!r} of run {run_id}"
         session = await self._session()
         wait = timeout > 0
-        deadline = anyio.current_time() + timeout if wait else 0.0
+        deadline = clock() + timeout if wait else 0.0
         args = [str(position), self._ttl_ms, session.wake_key if wait else b""]
         if reader is not None:
             args.append(reader)
@@ -63,7 +62,7 @@ class RedisStreamReads(RedisBlobs):
             await self._call(operation, lambda _: session.listen())
         tracked = session.track(keys.tracked)
         try:
-            now = anyio.current_time() if wait else 0.0
+            now = clock() if wait else 0.0
             # After a batch appended here, the server may hold nothing new to say.
             ask = not (wait and tracked.settled(position, reader, now))
             while True:
@@ -92,7 +91,7 @@ class RedisStreamReads(RedisBlobs):
                         return await self._entries(reply, run_id, stream, operation)
                     if status != ReadStatus.WAITING:
                         raise unexpected_reply(reply, script="read")
-                    now = anyio.current_time() if wait else 0.0
+                    now = clock() if wait else 0.0
                     if now >= deadline:
                         return Batch(())
                     # The script registered this loop's wake stream (it ran
@@ -107,7 +106,7 @@ class RedisStreamReads(RedisBlobs):
                 # this loop appended right there needs no second round trip.
                 if handed := tracked.handed(position):
                     return Batch(handed)
-                now = anyio.current_time()
+                now = clock()
         finally:
             session.untrack(keys.tracked, tracked)
 
@@ -145,7 +144,7 @@ class RedisStreamReads(RedisBlobs):
         operation = f"take from stream {stream!r} of run {run_id} for {group!r}"
         session = await self._session()
         wait = timeout > 0
-        deadline = anyio.current_time() + timeout if wait else 0.0
+        deadline = clock() + timeout if wait else 0.0
         if wait and self.address.cluster:
             await self._call(operation, lambda _: session.listen())
         tracked = session.track(keys.tracked)
@@ -203,7 +202,7 @@ class RedisStreamReads(RedisBlobs):
                 if status != TakeStatus.NOTHING:
                     raise unexpected_reply(reply, script="take")
                 cursor = int(reply[1])
-                now = anyio.current_time() if wait else 0.0
+                now = clock() if wait else 0.0
                 if now >= deadline:
                     return Share(None, cursor, cursor)
                 until = min(deadline, now + RENEW_S)

@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from .. import _background, _keys
+from .._wakeups import clock, wakeup
 from ..exceptions import StoreConnectionError
 from ._glide import ClosingError, GlideClient, GlideClusterClient, StreamReadOptions
 from ._redis_scripts import WAKE_COUNT, WATCH_TTL_MS
@@ -94,10 +95,10 @@ _BULK_IDLE = 2
 class _Waiter:
     """A read blocked on a stream key of this loop: at which position, for whom."""
 
-    __slots__ = ("event", "position", "reader")
+    __slots__ = ("position", "reader", "wakeup")
 
     def __init__(self, position: int, reader: str | None) -> None:
-        self.event = anyio.Event()
+        self.wakeup = wakeup()
         self.position = position
         self.reader = reader
 
@@ -336,7 +337,7 @@ class Session:
         tracked = self.tracked.get(key)
         if tracked is None:
             if len(self.tracked) >= _TRACKED_KEYS:
-                self._prune(anyio.current_time())
+                self._prune(clock())
             tracked = self.tracked[key] = Tracked()
         tracked.users += 1
         return tracked
@@ -347,7 +348,7 @@ class Session:
             tracked.chunks = []  # no reader left to hand them to
         # Between reads, a key stays known while its registration holds: the next
         # read may then wait without a round trip (see ``Tracked.settled``).
-        if not tracked.users and tracked.watched_until <= anyio.current_time():
+        if not tracked.users and tracked.watched_until <= clock():
             self._drop(key, tracked)
 
     def _drop(self, key: bytes, tracked: Tracked) -> None:
@@ -390,7 +391,7 @@ class Session:
                 tracked.appended(chunk, moved)
             waiters, tracked.waiters = tracked.waiters, []
             for waiter in waiters:
-                waiter.event.set()
+                waiter.wakeup.set()
 
     def wake_all(self) -> None:
         """Wake every blocked reader (they read again and wait again if need be)."""
@@ -422,8 +423,7 @@ class Session:
             self.watching = True
             _background.spawn(self._watch)
         try:
-            with anyio.move_on_at(until):
-                await waiter.event.wait()
+            await waiter.wakeup.wait(until)
         finally:
             self.waiting -= 1
             tracked.blocked -= 1

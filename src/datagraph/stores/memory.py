@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
+from .._wakeups import Wakeup, checkpoint, clock, wakeup
 from ..exceptions import StoreConfigError, StoreError, StreamClosedError
 from ._base import Batch, Chunk, Share, Store, StreamState
 from ._limits import DEFAULT_MAX_VALUE_SIZE, check_max_value_size, value_too_large
@@ -29,8 +30,8 @@ class _Stream:
     cursors: dict[str, int] = dataclasses.field(default_factory=dict)
     ended: bool = False
     error: bytes | None = None
-    # One event per blocked read; set and dropped on the next change.
-    waiters: list[anyio.Event] = dataclasses.field(default_factory=list)
+    # One wake-up per blocked read; set and dropped on the next change.
+    waiters: list[Wakeup] = dataclasses.field(default_factory=list)
 
     def wake(self) -> None:
         waiters, self.waiters = self.waiters, []
@@ -43,12 +44,11 @@ class _Stream:
         self.length = start + count
         self.wake()
 
-    async def wait(self, timeout: float) -> None:
-        """Wait for the next change, at most ``timeout`` seconds."""
-        event = anyio.Event()
-        self.waiters.append(event)
-        with anyio.move_on_after(max(timeout, 0)):
-            await event.wait()
+    async def wait(self, deadline: float) -> None:
+        """Wait for the next change, at most until ``clock()`` reaches ``deadline``."""
+        waiter = wakeup()
+        self.waiters.append(waiter)
+        await waiter.wait(deadline)
 
     def move_cursor(self, reader: str, position: int) -> None:
         if position > self.cursors.get(reader, -1):
@@ -146,7 +146,7 @@ class MemoryStore(Store):
         # shielded (a cancel scope costs more than the rest of the call): a
         # call cancelled here has written its batch, which is harmless, as the
         # append is idempotent by position.
-        await anyio.lowlevel.checkpoint()
+        await checkpoint()
         return s.length
 
     async def append_at_end(
@@ -170,7 +170,7 @@ class MemoryStore(Store):
         self, run_id: str, stream: str, error: bytes | None = None
     ) -> bool:
         """End the stream; see ``Store.end_stream``."""
-        await anyio.lowlevel.checkpoint()
+        await checkpoint()
         s = self._stream(run_id, stream)
         if s.ended:
             return False
@@ -180,7 +180,7 @@ class MemoryStore(Store):
 
     async def reopen(self, run_id: str, stream: str) -> bool:
         """Take back the stream's end; see ``Store.reopen``."""
-        await anyio.lowlevel.checkpoint()
+        await checkpoint()
         s = self._stream(run_id, stream)
         if not s.ended:
             return False
@@ -198,7 +198,7 @@ class MemoryStore(Store):
         reader: str | None = None,
     ) -> Batch:
         """Return chunks from ``position`` on, waiting up to ``timeout``."""
-        deadline = anyio.current_time() + max(timeout, 0)
+        deadline = clock() + max(timeout, 0)
         s = self._stream(run_id, stream)
         if reader is not None:
             s.move_cursor(reader, position)
@@ -207,16 +207,15 @@ class MemoryStore(Store):
         # for a change that reaches it; others (a batch before a position beyond
         # the end) only wake the wait.
         while bisect.bisect_right(s.stops, position) == len(s.chunks) and not s.ended:
-            remaining = deadline - anyio.current_time()
-            if remaining <= 0:
+            if clock() >= deadline:
                 break
-            await s.wait(remaining)
+            await s.wait(deadline)
             waited = True
             run = self._runs.get(run_id)
             if run is None or run.streams.get(stream) is not s:
                 return Batch(())  # delete_run dropped the stream meanwhile
         if not waited:
-            await anyio.lowlevel.checkpoint()
+            await checkpoint()
         first = bisect.bisect_right(s.stops, position)
         chunks = s.chunks[first:]
         final = StreamState(s.length, True, s.error) if s.ended else None
@@ -232,8 +231,8 @@ class MemoryStore(Store):
         timeout: float,
     ) -> Share:
         """Hand the group's next untaken values to this caller; see ``Store.take``."""
-        deadline = anyio.current_time() + max(timeout, 0)
-        await anyio.lowlevel.checkpoint()
+        deadline = clock() + max(timeout, 0)
+        await checkpoint()
         while True:
             # The stream object may have been dropped by delete_run meanwhile.
             s = self._stream(run_id, stream)
@@ -248,22 +247,21 @@ class MemoryStore(Store):
             if s.ended:
                 final = StreamState(s.length, True, s.error)
                 return Share(None, cursor, cursor, final)
-            remaining = deadline - anyio.current_time()
-            if remaining <= 0:
+            if clock() >= deadline:
                 return Share(None, cursor, cursor)
             # Woken values may go to another member first: then wait again.
-            await s.wait(remaining)
+            await s.wait(deadline)
 
     async def cursors(self, run_id: str, stream: str) -> dict[str, int]:
         """Return each reader's (and group's) position in the stream."""
-        await anyio.lowlevel.checkpoint()
+        await checkpoint()
         run = self._run(run_id)
         s = run.streams.get(stream) if run else None
         return dict(s.cursors) if s is not None else {}
 
     async def trim(self, run_id: str, stream: str, before: int) -> None:
         """Forget the chunks that end at or before ``before``."""
-        await anyio.lowlevel.checkpoint()
+        await checkpoint()
         run = self._run(run_id)
         s = run.streams.get(stream) if run else None
         if s is not None:
@@ -272,7 +270,7 @@ class MemoryStore(Store):
 
     async def state(self, run_id: str, stream: str) -> StreamState:
         """Return the stream's length and end state."""
-        await anyio.lowlevel.checkpoint()
+        await checkpoint()
         run = self._run(run_id)
         s = run.streams.get(stream) if run else None
         if s is None:
@@ -281,7 +279,7 @@ class MemoryStore(Store):
 
     async def set_fields(self, run_id: str, fields: Mapping[str, bytes]) -> None:
         """Set metadata fields of a run."""
-        await anyio.lowlevel.checkpoint()
+        await checkpoint()
         run = self._run(run_id, write=True)
         assert run is not None
         run.fields.update(fields)
@@ -290,7 +288,7 @@ class MemoryStore(Store):
         self, run_id: str, names: Sequence[str] | None = None
     ) -> dict[str, bytes]:
         """Return metadata fields of a run."""
-        await anyio.lowlevel.checkpoint()
+        await checkpoint()
         run = self._run(run_id)
         if run is None:
             return {}
@@ -300,7 +298,7 @@ class MemoryStore(Store):
 
     async def delete_fields(self, run_id: str, names: Sequence[str]) -> None:
         """Remove metadata fields of a run."""
-        await anyio.lowlevel.checkpoint()
+        await checkpoint()
         run = self._run(run_id, write=True)
         assert run is not None
         for name in names:
@@ -308,7 +306,7 @@ class MemoryStore(Store):
 
     async def claim(self, run_id: str, name: str) -> bool:
         """Claim ``name`` in the run; True for the first caller only."""
-        await anyio.lowlevel.checkpoint()
+        await checkpoint()
         run = self._run(run_id, write=True)
         assert run is not None
         if name in run.claims:
@@ -318,13 +316,13 @@ class MemoryStore(Store):
 
     async def list_runs(self) -> list[str]:
         """Return the ids of the runs held, oldest first."""
-        await anyio.lowlevel.checkpoint()
+        await checkpoint()
         self._expire()
         return list(self._runs)
 
     async def delete_run(self, run_id: str) -> None:
         """Forget a run; blocked readers of its streams wake up."""
-        await anyio.lowlevel.checkpoint()
+        await checkpoint()
         run = self._runs.pop(run_id, None)
         if run is not None:
             for s in run.streams.values():

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import anyio
+import anyio.to_thread
 import pydantic
 import pytest
 
@@ -79,6 +80,27 @@ async def test_async_generator_routes_iovals_by_name(supervisor: Supervisor) -> 
 
     outputs = await run_processors(supervisor, proc, numbers=range(7))
     assert outputs == {"even": [0, 2, 4, 6], "odd": [1, 3, 5]}
+
+
+async def test_async_processors_start_without_a_worker_thread(
+    supervisor: Supervisor,
+) -> None:
+    # fast-depends calls what is not a coroutine function in a worker thread; an
+    # async generator went there just to be created, at every start (and the
+    # first run of a process waited for a new thread). With the only worker
+    # thread token held, such a start would wait for good.
+    proc = Processor(name="rt_agen_threadless", inputs=["numbers"], outputs=["twice"])
+
+    @proc
+    async def impl(numbers: IO[int]) -> AsyncIterator[int]:
+        async for n in numbers.stream():
+            yield 2 * n
+
+    limiter = anyio.to_thread.current_default_thread_limiter()
+    limiter.total_tokens = 1
+    async with limiter:
+        outputs = await run_processors(supervisor, proc, numbers=range(3))
+    assert outputs == {"twice": [0, 2, 4]}
 
 
 async def test_async_function_returning_an_ioval(supervisor: Supervisor) -> None:

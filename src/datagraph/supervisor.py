@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 import uuid
 from collections import OrderedDict
@@ -190,8 +191,14 @@ class Supervisor:
         """Return how to resolve ``impl``'s dependencies (built once per function)."""
         cached = self._models.get(id(impl))
         if cached is None or cached[0] is not impl:
+            call = impl.func
+            if impl.kind == "async_gen":
+                # fast-depends calls what is not a coroutine function in a
+                # worker thread: a thread hop (and in a fresh process, a new
+                # thread) only to create the generator, every attempt.
+                call = _opened_on_the_loop(call)
             model = build_call_model(
-                call=impl.func,
+                call=call,
                 dependency_provider=self.dependency_provider,
                 serializer_cls=None,  # values are not cast: IO handles pass as is
                 serialize_result=False,
@@ -431,3 +438,17 @@ class Supervisor:
             raise ProcessorNotFoundError(msg)
         processor, instance = ctx.plan.jobs[job]
         await JobRunner(ctx, processor, self._call_model, instance).run()
+
+
+def _opened_on_the_loop(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap an async generator function in a coroutine function returning it.
+
+    The wrapper has ``func``'s signature (``functools.wraps``), so its
+    dependencies resolve the same.
+    """
+
+    @functools.wraps(func)
+    async def open_(*args: Any, **kwargs: Any) -> Any:
+        return func(*args, **kwargs)
+
+    return open_

@@ -388,16 +388,12 @@ class Supervisor:
             except RunNotFoundError:
                 continue  # expired between the listing and the lookup
             except CorruptRunError as exc:
-                runs.append(
-                    CorruptRun(self._new_context(run_id, _UNKNOWN_PLAN, False), exc)
-                )
+                runs.append(self._corrupt_run(run_id, exc))
             except StoreConnectionError:
                 raise
             except StoreError as exc:  # e.g. its key overwritten with another type
                 error = CorruptRunError(run_id, "record", str(exc))
-                runs.append(
-                    CorruptRun(self._new_context(run_id, _UNKNOWN_PLAN, False), error)
-                )
+                runs.append(self._corrupt_run(run_id, error))
         return runs
 
     def _corrupt_run(self, run_id: str, error: CorruptRunError) -> CorruptRun:

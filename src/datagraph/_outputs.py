@@ -6,7 +6,6 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import anyio
-import anyio.lowlevel
 
 from . import _telemetry
 from ._backpressure import Backpressure

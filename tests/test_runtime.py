@@ -738,13 +738,14 @@ async def test_one_output_takes_every_kind_of_item(supervisor: Supervisor) -> No
 # Errors for bad input
 
 
-async def test_undeclared_output_name(supervisor: Supervisor) -> None:
+@pytest.mark.parametrize("name", ["nope", ["good"], 3], ids=["str", "list", "int"])
+async def test_undeclared_output_name(supervisor: Supervisor, name: Any) -> None:
     proc = Processor(name="rt_bad_output_name", outputs=["good", "also_good"])
 
     @proc
     async def impl() -> AsyncIterator[IOVal[int]]:
         yield IOVal("good", 1)
-        yield IOVal("nope", 2)
+        yield IOVal(name, 2)  # an unhashable name is no different
 
     with anyio.fail_after(TIMEOUT):
         run = await start(supervisor, proc)
@@ -754,7 +755,7 @@ async def test_undeclared_output_name(supervisor: Supervisor) -> None:
     assert values == [1]
     assert err.processor == "rt_bad_output_name"
     assert err.error_type == "OutputError"
-    for part in ("'rt_bad_output_name'", "'nope'", "'good'", "'also_good'"):
+    for part in ("'rt_bad_output_name'", repr(name), "'good'", "'also_good'"):
         assert part in err.message
 
 

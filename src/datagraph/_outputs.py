@@ -91,10 +91,10 @@ class Outputs:
         # whose metaclass is not ``type``) costs more than the whole lookup.
         cls = type(item)
         if cls is IOVal:
-            buffer = self._buffers.get(item.name)
-            if buffer is None:
-                raise self._unknown_output(item.name)
-            buffer.append(item.value)
+            try:  # a subscript is cheaper than ``.get`` and a test of its result
+                self._buffers[item.name].append(item.value)
+            except (KeyError, TypeError):  # TypeError: an unhashable name
+                raise self._unknown_output(item.name) from None
         elif cls in self._bare_types:
             self._single_buffer.append(item)
         elif isinstance(item, IOVal):  # an instance of a subclass: rare
@@ -117,7 +117,7 @@ class Outputs:
             not pending & 63 and time.monotonic() - self._oldest >= self._interval
         )
 
-    def _unknown_output(self, name: str) -> OutputError:
+    def _unknown_output(self, name: object) -> OutputError:
         declared = ", ".join(repr(n) for n in self._names) or "none"
         return OutputError(
             f"processor {self._processor.name!r} yielded IOVal(name={name!r}, ...), "

@@ -208,6 +208,14 @@ async def test_inputs_that_do_not_fit_are_input_errors() -> None:
         InputError, match=r"given as IOVal\(name=\.\.\., value=\.\.\.\)"
     ):
         await supervisor.start_flow(flow, inputs=[("numbers", 1)])  # type: ignore[list-item]
+    for name in (["numbers"], None):  # unhashable, or no str at all
+        with pytest.raises(UnknownInputError) as caught:
+            await supervisor.start_flow(flow, inputs=[IOVal(name, 1)])  # type: ignore[arg-type]
+        assert str(caught.value) == (
+            f"flow inputs are named by str, got IOVal(name={name!r}, ...); the "
+            "flow's inputs are ['numbers']"
+        )
+    assert await supervisor.list_runs() == []  # nothing was started
     await supervisor.aclose()
 
 

@@ -329,6 +329,13 @@ class Supervisor:
                     f"flow inputs are given as IOVal(name=..., value=...), got {item!r}"
                 )
                 raise InputError(msg)
+            name: object = item.name  # typed str, but nothing checked it
+            if not isinstance(name, str):
+                msg = (
+                    f"flow inputs are named by str, got IOVal(name={name!r}, ...); "
+                    f"the flow's inputs are {list(plan.inputs)}"
+                )
+                raise UnknownInputError(msg)
             if item.name not in by_stream:
                 near = near_name(item.name, plan.inputs)
                 hint = f"did you mean {near!r}? " if near else ""

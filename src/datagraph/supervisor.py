@@ -336,16 +336,16 @@ class Supervisor:
                     f"the flow's inputs are {list(plan.inputs)}"
                 )
                 raise UnknownInputError(msg)
-            if item.name not in by_stream:
-                near = near_name(item.name, plan.inputs)
+            if name not in by_stream:
+                near = near_name(name, plan.inputs)
                 hint = f"did you mean {near!r}? " if near else ""
                 msg = (
-                    f"{item.name!r} is not an input of the flow; {hint}its inputs "
+                    f"{name!r} is not an input of the flow; {hint}its inputs "
                     f"are {list(plan.inputs)}"
                 )
                 raise UnknownInputError(msg)
-            by_stream[item.name].append(item.value)
-            given.add(item.name)
+            by_stream[name].append(item.value)
+            given.add(name)
         missing = [name for name in plan.inputs if name not in given]
         if missing:
             readers = {

@@ -97,9 +97,12 @@ async def test_async_processors_start_without_a_worker_thread(
             yield 2 * n
 
     limiter = anyio.to_thread.current_default_thread_limiter()
-    limiter.total_tokens = 1
-    async with limiter:
-        outputs = await run_processors(supervisor, proc, numbers=range(3))
+    tokens, limiter.total_tokens = limiter.total_tokens, 1
+    try:
+        async with limiter:
+            outputs = await run_processors(supervisor, proc, numbers=range(3))
+    finally:
+        limiter.total_tokens = tokens  # the loop may serve later tests
     assert outputs == {"twice": [0, 2, 4]}
 
 
